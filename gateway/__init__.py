@@ -1,0 +1,1 @@
+"""The vehicle-ingest service: configuration, wiring, HTTP, MQTT, CLI."""

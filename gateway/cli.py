@@ -1,0 +1,148 @@
+"""`vehicle-ingest` command line: gateway, simulate, stats, sql, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from vehicle_ingest.errors import VehicleIngestError
+
+__all__ = ["main"]
+
+log = logging.getLogger("vehicle_ingest")
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    from gateway.config import resolve
+    from gateway.service import run_gateway
+
+    return run_gateway(resolve(args))
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from simulators.fleet import FleetSpec, simulate_fleet
+    from simulators.publisher import publish
+    from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
+
+    end_ms = time.time_ns() // 1_000_000 if args.end_ms is None else args.end_ms
+    spec = FleetSpec(
+        vehicles=args.vehicles, start_ms=end_ms - int(args.duration * 1000), duration_s=args.duration,
+        sample_hz=args.sample_hz, seed=args.seed, message_s=args.message_s,
+    )
+    messages = simulate_fleet(spec, load_signal_catalog(), load_event_catalog())
+    log.info("simulated %d messages for %d vehicles", len(messages), args.vehicles)
+    totals = publish(messages, args.mqtt_url, speedup=args.speedup, connections=args.connections)
+    truth = totals.as_dict()
+    if args.truth:
+        Path(args.truth).write_text(json.dumps(truth, indent=2) + "\n")
+    print(json.dumps(truth))
+    return 0 if totals.failed == 0 else 1
+
+
+def _http_json(url: str, body: bytes | None = None) -> Any:
+    request = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def _stats(args: argparse.Namespace) -> int:
+    if args.gateway:
+        print(json.dumps(_http_json(args.gateway.rstrip("/") + "/api/stats")))
+        return 0
+    from vehicle_ingest.storage import Store
+
+    store = Store.open(args.store)
+    try:
+        store.migrate()
+        print(json.dumps(store.stats()))
+    finally:
+        store.close()
+    return 0
+
+
+def _sql(args: argparse.Namespace) -> int:
+    if args.gateway:
+        result = _http_json(args.gateway.rstrip("/") + "/api/sql", args.query.encode())
+        names, rows = result["columns"], result["rows"]
+    else:
+        from vehicle_ingest.storage import Store
+
+        store = Store.open(args.store)
+        try:
+            names, rows = store.query(args.query)
+        finally:
+            store.close()
+    print("\t".join(names))
+    for row in rows:
+        print("\t".join(str(v) for v in row))
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from gateway.demo import run_demo
+
+    return run_demo(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="vehicle-ingest", description=__doc__)
+    parser.add_argument("--log-level", default=env("VI_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    from gateway.config import add_arguments
+
+    gw = sub.add_parser("gateway", help="run the ingestion gateway")
+    add_arguments(gw)
+    gw.set_defaults(func=_gateway)
+
+    sim = sub.add_parser("simulate", help="publish a simulated fleet")
+    sim.add_argument("--vehicles", type=int, default=10)
+    sim.add_argument("--duration", type=float, default=3600.0, help="simulated seconds, ending now")
+    sim.add_argument("--speedup", type=float, default=0.0, help="x simulated time; 0 = as fast as the broker acks")
+    sim.add_argument("--sample-hz", type=float, default=1.0)
+    sim.add_argument("--message-s", type=float, default=60.0, help="simulated seconds per signal message")
+    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--connections", type=int, default=1)
+    sim.add_argument("--end-ms", type=int, default=None, help="end of the simulated window (default: now)")
+    sim.add_argument("--truth", help="write what the broker acknowledged to this JSON file")
+    sim.add_argument("--mqtt-url", default=env("VI_MQTT_URL", "mqtt://127.0.0.1:1883"))
+    sim.set_defaults(func=_simulate)
+
+    for name, func, help_text in (("stats", _stats, "what the store holds"), ("sql", _sql, "run a query")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--store", default=env("VI_STORE", "chdb://.vi-data/store"))
+        p.add_argument("--gateway", default=env("VI_GATEWAY_URL"), help="ask a running gateway over HTTP")
+        if name == "sql":
+            p.add_argument("query")
+        p.set_defaults(func=func)
+
+    demo = sub.add_parser("demo", help="broker + gateway + simulated fleet, then a summary")
+    demo.add_argument("--vehicles", type=int, default=100)
+    demo.add_argument("--duration", type=float, default=4 * 3600.0)
+    demo.add_argument("--sample-hz", type=float, default=1.0)
+    demo.add_argument("--workdir", default=".vi-demo")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    try:
+        return args.func(args)
+    except VehicleIngestError as exc:
+        print(f"vehicle-ingest: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

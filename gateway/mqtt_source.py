@@ -1,0 +1,177 @@
+"""MQTT 5 source with manual acks (paho-mqtt 2.x).
+
+paho runs its network loop in its own thread and reconnects by itself; each
+message is handed to the asyncio loop as a `Delivery`. Nothing is acked
+until `ack()` is called, which the gateway does only after the batch holding
+the message is stored. Acks of deliveries from an earlier connection are
+dropped on purpose: the broker redelivers those after the reconnect, and the
+store's identity check keeps the copy from being stored twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from vehicle_ingest.errors import ConfigError
+from vehicle_ingest.metrics import Metrics
+
+__all__ = ["Delivery", "MqttSource", "MqttSettings", "parse_mqtt_url"]
+
+log = logging.getLogger(__name__)
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ConfigError("mqtt_url", f"{url!r} is not mqtt://host:port or mqtts://host:port")
+    default_port = 8883 if parts.scheme == "mqtts" else 1883
+    return parts.hostname, parts.port or default_port, parts.scheme == "mqtts"
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSettings:
+    url: str
+    client_id: str
+    topic_filter: str = "vi/v1/+/+"
+    share_group: str = ""  # non-empty: subscribe as $share/<group>/<filter>
+    session_expiry_s: int = 86_400
+    receive_max: int = 2000  # unacked window the broker may keep in flight to us
+    keepalive_s: int = 30
+
+    @property
+    def subscription(self) -> str:
+        return f"$share/{self.share_group}/{self.topic_filter}" if self.share_group else self.topic_filter
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    generation: int
+
+
+class MqttSource:
+    def __init__(self, settings: MqttSettings, metrics: Metrics, loop: asyncio.AbstractEventLoop) -> None:
+        self.settings = settings
+        self.queue: asyncio.Queue[Delivery] = asyncio.Queue()
+        self._metrics = metrics
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._generation = 0
+        self._connected = False
+        self._accepting = True
+        self._unacked = 0
+        self._client = self._build_client()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    @property
+    def unacked(self) -> int:
+        """Deliveries handed to the gateway and not yet settled."""
+        return self._unacked
+
+    def _build_client(self) -> mqtt.Client:
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.settings.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,  # before CONNECT, so replayed session messages are not auto-acked
+        )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        return client
+
+    def start(self) -> None:
+        host, port, tls = parse_mqtt_url(self.settings.url)
+        if tls:
+            self._client.tls_set()
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.settings.session_expiry_s
+        props.ReceiveMaximum = self.settings.receive_max
+        self._client.connect_async(host, port, self.settings.keepalive_s, clean_start=False, properties=props)
+        self._client.loop_start()
+
+    def stop_accepting(self) -> None:
+        """Take no new deliveries; the broker keeps them for the next session."""
+        self._accepting = False
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._connected = False
+        self._metrics.connected.set(0)
+
+    def settle(self, deliveries: Sequence[Delivery]) -> int:
+        """Ack stored deliveries of the current connection; returns how many were acked.
+
+        Deliveries of an earlier connection are only forgotten: the broker
+        redelivers them on the resumed session.
+        """
+        acked = 0
+        with self._lock:
+            for d in deliveries:
+                if d.qos > 0 and d.generation == self._generation and self._connected:
+                    self._client.ack(d.mid, d.qos)
+                    acked += 1
+            self._unacked -= len(deliveries)
+            self._metrics.unacked.set(self._unacked)
+        return acked
+
+    # -- paho thread ------------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _userdata: object, _flags: object, rc: object, _props: object) -> None:
+        if getattr(rc, "is_failure", False):
+            log.warning("mqtt connect refused: %s", rc)
+            return
+        with self._lock:
+            self._generation += 1
+            self._connected = True
+            if self._generation > 1:
+                self._metrics.reconnects.inc()
+        self._metrics.connected.set(1)
+        client.subscribe(self.settings.subscription, qos=1)
+        log.info("mqtt connected (generation %d), subscribed to %s", self._generation, self.settings.subscription)
+
+    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: object, _p: object) -> None:
+        with self._lock:
+            self._connected = False
+        self._metrics.connected.set(0)
+        log.warning("mqtt disconnected: %s", rc)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        # Must never raise: an exception here would leave the message unacked
+        # and poison every later session with it.
+        if not self._accepting:
+            return
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = msg._topic.decode("utf-8", "replace")
+        with self._lock:
+            delivery = Delivery(topic, bytes(msg.payload), msg.mid, msg.qos, self._generation)
+            self._unacked += 1
+            self._metrics.unacked.set(self._unacked)
+        self._metrics.received.inc()
+        self._loop.call_soon_threadsafe(self.queue.put_nowait, delivery)
+
+    def wait_connected(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self._connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self._connected

@@ -1,0 +1,1 @@
+"""Simulated vehicles and fleets that publish through the real wire format."""

@@ -1,0 +1,40 @@
+"""The one error hierarchy of vehicle-ingest.
+
+    VehicleIngestError
+    ├── ConfigError        a setting is missing or wrong; names the key and what is wrong
+    ├── CatalogError       a schema file (signal / event catalog) is inconsistent
+    ├── EncodeError        the caller asked to encode something the wire format cannot carry
+    └── StoreError         the store refused or failed an operation (retryable unless stated)
+
+Payload problems are not exceptions: the decoder returns a status per message,
+because one bad message must never stop a batch.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CatalogError", "ConfigError", "EncodeError", "StoreError", "VehicleIngestError"]
+
+
+class VehicleIngestError(Exception):
+    """Base of every error raised on purpose by vehicle-ingest."""
+
+
+class ConfigError(VehicleIngestError):
+    """A configuration value is missing or invalid."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+class CatalogError(VehicleIngestError):
+    """A catalog file is malformed or contradicts the VSS tree."""
+
+
+class EncodeError(VehicleIngestError):
+    """Input to an encoder cannot be represented in the wire format."""
+
+
+class StoreError(VehicleIngestError):
+    """The store failed an operation."""

@@ -1,0 +1,175 @@
+"""Ingest stage: a batch of raw MQTT messages in, stored rows out.
+
+decode → validate → drop identities already stored → insert. Idempotent:
+running `ingest` again on the same messages (a retry after a store error, or
+a redelivery after a crash) stores nothing twice, because the identity
+lookup runs before every insert. The caller acks the broker only after
+`ingest` returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter as Tally
+from dataclasses import dataclass, field
+from time import perf_counter
+
+import numpy as np
+
+from vehicle_ingest.catalog import EventCatalog, SignalCatalog
+from vehicle_ingest.codec import MAX_PAYLOAD_BYTES, DecodedBatch, decode
+from vehicle_ingest.metrics import Metrics
+from vehicle_ingest.storage import DeadLetterRows, EventRows, SignalRows, Store
+from vehicle_ingest.validate import Reason, SkewPolicy, TopicColumns, parse_topics, validate
+
+__all__ = ["IngestOutcome", "IngestPolicy", "Ingestor"]
+
+
+@dataclass(frozen=True, slots=True)
+class IngestPolicy:
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES
+    skew: SkewPolicy = field(default_factory=SkewPolicy)
+    dead_letter_bytes: int = 4096  # payload prefix kept per dead letter
+
+
+@dataclass(slots=True)
+class IngestOutcome:
+    stored: int = 0
+    duplicates: int = 0
+    samples: int = 0
+    events: int = 0
+    rejected: Tally[str] = field(default_factory=Tally)
+
+
+@dataclass(frozen=True, slots=True)
+class _Identities:
+    vins: list[str]  # distinct VINs of the batch
+    vin_index: np.ndarray  # int32 per message
+    first: np.ndarray  # bool: first copy of its (vin, seq) in this batch
+
+
+def _identities(batch: DecodedBatch) -> _Identities:
+    m = batch.messages
+    distinct, vin_index = np.unique(m.vin, return_inverse=True)
+    keys = np.empty(len(m), dtype=[("v", np.int64), ("s", np.uint64)])
+    keys["v"], keys["s"] = vin_index, m.seq
+    first = np.zeros(len(m), dtype=bool)
+    first[np.unique(keys, return_index=True)[1]] = True
+    return _Identities([v.decode("ascii", "replace") for v in distinct], vin_index.astype(np.int32), first)
+
+
+def _payload_hash(payload: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(payload, digest_size=8).digest(), "little")
+
+
+class Ingestor:
+    """Turns batches of (topic, payload) into stored rows; holds no per-batch state."""
+
+    def __init__(
+        self,
+        store: Store,
+        signals: SignalCatalog,
+        events: EventCatalog,
+        metrics: Metrics,
+        policy: IngestPolicy | None = None,
+    ) -> None:
+        self._store = store
+        self._signals = signals
+        self._events = events
+        self._metrics = metrics
+        self._policy = policy or IngestPolicy()
+
+    def ingest(self, topics: list[str], payloads: list[bytes], now_ms: int) -> IngestOutcome:
+        started = perf_counter()
+        batch = decode(payloads, self._policy.max_payload_bytes)
+        topic_cols = parse_topics(topics)
+        reason = validate(topic_cols, batch, self._signals, self._events, now_ms, self._policy.skew)
+        ids = _identities(batch)
+        decoded_at = perf_counter()
+        self._metrics.decode_seconds.observe(decoded_at - started)
+
+        fresh = self._drop_stored(batch, ids, reason)
+        self._store_rejected(topics, payloads, batch, topic_cols, reason, now_ms)
+        outcome = self._store_accepted(batch, ids, fresh, now_ms)
+        self._metrics.insert_seconds.observe(perf_counter() - decoded_at)
+        outcome.duplicates = int(((reason == Reason.OK) & ~fresh).sum())
+        outcome.rejected = Tally(Reason(int(r)).label for r in reason[reason != Reason.OK])
+        self._count(outcome, batch, fresh, now_ms)
+        return outcome
+
+    def _drop_stored(self, batch: DecodedBatch, ids: _Identities, reason: np.ndarray) -> np.ndarray:
+        """Mask of accepted messages not yet in the store; marks reused sequence numbers."""
+        candidate = (reason == Reason.OK) & ids.first
+        idx = np.flatnonzero(candidate)
+        m = batch.messages
+        known = self._store.known_messages(ids.vins, ids.vin_index[idx], m.seq[idx])
+        # Same identity, different content: the head unit reused a sequence number.
+        conflict = known.found & ((known.ts_min != m.ts_min[idx]) | (known.n_items != m.n_items[idx]))
+        reason[idx[conflict]] = Reason.SEQ_REUSED
+        fresh = np.zeros(len(m), dtype=bool)
+        fresh[idx[~known.found]] = True
+        return fresh
+
+    def _store_accepted(
+        self, batch: DecodedBatch, ids: _Identities, fresh: np.ndarray, now_ms: int
+    ) -> IngestOutcome:
+        s, e, m = batch.samples, batch.events, batch.messages
+        keep_s, keep_e = fresh[s.msg], fresh[e.msg]
+        sample_msg, event_msg = s.msg[keep_s], e.msg[keep_e]
+        self._store.insert_signals(
+            SignalRows(
+                ids.vins, ids.vin_index[sample_msg], m.seq[sample_msg], s.signal_id[keep_s],
+                s.ts[keep_s], s.value[keep_s], now_ms,
+            )
+        )
+        self._store.insert_events(
+            EventRows(
+                ids.vins, ids.vin_index[event_msg], m.seq[event_msg], e.event_id[keep_e],
+                e.ts[keep_e], e.value[keep_e], e.text[keep_e], now_ms,
+            )
+        )
+        return IngestOutcome(stored=int(fresh.sum()), samples=len(sample_msg), events=len(event_msg))
+
+    def _store_rejected(
+        self,
+        topics: list[str],
+        payloads: list[bytes],
+        batch: DecodedBatch,
+        topic_cols: TopicColumns,
+        reason: np.ndarray,
+        now_ms: int,
+    ) -> None:
+        bad = np.flatnonzero(reason != Reason.OK)
+        if len(bad) == 0:
+            return
+        m = batch.messages
+        vin = np.where(m.vin[bad] != b"", m.vin[bad], topic_cols.vin[bad])
+        cap = self._policy.dead_letter_bytes
+        self._store.insert_dead_letters(
+            DeadLetterRows(
+                topic=[topics[i] for i in bad],
+                vin=[v.decode("ascii", "replace") for v in vin],
+                seq=m.seq[bad],
+                reason=[Reason(int(r)).label for r in reason[bad]],
+                error_offset=m.error_offset[bad],
+                payload_size=np.array([len(payloads[i]) for i in bad], dtype=np.uint32),
+                payload_hash=np.array([_payload_hash(payloads[i]) for i in bad], dtype=np.uint64),
+                payload=[payloads[i][:cap] for i in bad],
+                received_at_ms=now_ms,
+            )
+        )
+
+    def _count(self, outcome: IngestOutcome, batch: DecodedBatch, fresh: np.ndarray, now_ms: int) -> None:
+        mt = self._metrics
+        mt.stored.inc(outcome.stored)
+        mt.duplicates.inc(outcome.duplicates)
+        mt.samples_stored.inc(outcome.samples)
+        mt.events_stored.inc(outcome.events)
+        for label, count in outcome.rejected.items():
+            mt.rejected.labels(label).inc(count)
+            if label in ("invalid_vin", "vin_mismatch"):
+                mt.identity_violations.labels(label).inc(count)
+        mt.batch_messages.observe(len(batch.messages))
+        mt.batch_samples.observe(outcome.samples)
+        for lag_ms in (now_ms - batch.messages.ts_max[fresh]).tolist():
+            mt.lag_seconds.observe(max(lag_ms, 0) / 1000.0)

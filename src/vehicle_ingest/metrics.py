@@ -1,0 +1,69 @@
+"""Prometheus metrics of the ingestion path, registered on a registry the caller owns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["PREFIX", "Metrics"]
+
+PREFIX = "vehicle_ingest"
+
+_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10_000, 50_000, 250_000)
+_FAST_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+_LAG_SECONDS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 3600, 86_400)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    received: Counter
+    stored: Counter
+    duplicates: Counter
+    rejected: Counter
+    samples_stored: Counter
+    events_stored: Counter
+    identity_violations: Counter
+    store_errors: Counter
+    reconnects: Counter
+    unacked: Gauge
+    connected: Gauge
+    batch_messages: Histogram
+    batch_samples: Histogram
+    decode_seconds: Histogram
+    insert_seconds: Histogram
+    lag_seconds: Histogram
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> Metrics:
+        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(f"{PREFIX}_{name}", doc, labels, registry=registry)
+
+        def histogram(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
+            return Histogram(f"{PREFIX}_{name}", doc, buckets=buckets, registry=registry)
+
+        def gauge(name: str, doc: str) -> Gauge:
+            return Gauge(f"{PREFIX}_{name}", doc, registry=registry)
+
+        return cls(
+            received=counter("messages_received", "MQTT messages received."),
+            stored=counter("messages_stored", "Messages stored (new identities)."),
+            duplicates=counter("messages_duplicate", "Redelivered messages already stored, acked and skipped."),
+            rejected=counter("messages_rejected", "Messages rejected to the dead-letter table.", ("reason",)),
+            samples_stored=counter("samples_stored", "Signal samples stored."),
+            events_stored=counter("events_stored", "Cockpit events stored."),
+            identity_violations=counter(
+                "identity_violations", "Messages whose VIN is invalid or differs from the topic.", ("kind",)
+            ),
+            store_errors=counter("store_errors", "Failed store operations (the batch is retried, not acked)."),
+            reconnects=counter("mqtt_reconnects", "MQTT connections established after the first."),
+            unacked=gauge("unacked_messages", "Messages received and not yet acked to the broker."),
+            connected=gauge("mqtt_connected", "1 while connected to the broker."),
+            batch_messages=histogram("batch_messages", "Messages per ingested batch.", _SIZE_BUCKETS),
+            batch_samples=histogram("batch_samples", "Samples per ingested batch.", _SIZE_BUCKETS),
+            decode_seconds=histogram("decode_seconds", "Batch decode and validation time.", _FAST_SECONDS),
+            insert_seconds=histogram("insert_seconds", "Batch store time (lookup and inserts).", _FAST_SECONDS),
+            lag_seconds=histogram(
+                "end_to_end_lag_seconds", "Newest sample timestamp to stored, per message.", _LAG_SECONDS
+            ),
+        )

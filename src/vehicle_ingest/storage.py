@@ -1,0 +1,280 @@
+"""The one storage layer: ClickHouse through clickhouse-connect.
+
+`chdb:///path` opens the embedded engine (chDB) in this process;
+`http(s)://host:port` talks to a ClickHouse server. Same SQL, same code.
+
+Inserts are synchronous on purpose: ClickHouse 26.x enables `async_insert`
+by default, which may return before data is readable. The gateway acks the
+broker when an insert returns, so every insert here forces `async_insert=0`
+and a single block (one part per partition), which is what makes a message's
+rows appear all at once or not at all.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+import numpy as np
+import pyarrow as pa
+
+from vehicle_ingest.errors import ConfigError, StoreError
+
+__all__ = ["DeadLetterRows", "EventRows", "KnownMessages", "SignalRows", "Store", "default_migrations_dir"]
+
+_INSERT_SETTINGS = {
+    "async_insert": 0,
+    # One block per insert: an insert split into several parts is not atomic.
+    "max_insert_block_size": 100_000_000,
+    "min_insert_block_size_rows": 100_000_000,
+    "min_insert_block_size_bytes": 4_000_000_000,
+}
+
+
+def default_migrations_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "schemas" / "clickhouse"
+
+
+@dataclass(frozen=True, slots=True)
+class SignalRows:
+    """Rows for `signals`; `vin_index` points into `vins` (one str per distinct VIN)."""
+
+    vins: Sequence[str]
+    vin_index: np.ndarray  # int32
+    seq: np.ndarray  # uint64
+    signal_id: np.ndarray  # uint16
+    ts: np.ndarray  # int64 ms
+    value: np.ndarray  # float64
+    received_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventRows:
+    vins: Sequence[str]
+    vin_index: np.ndarray
+    seq: np.ndarray
+    event_id: np.ndarray
+    ts: np.ndarray
+    value: np.ndarray  # int64
+    text: np.ndarray  # object array of str
+    received_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterRows:
+    topic: list[str]
+    vin: list[str]
+    seq: np.ndarray  # uint64
+    reason: list[str]
+    error_offset: np.ndarray  # int32
+    payload_size: np.ndarray  # uint32
+    payload_hash: np.ndarray  # uint64
+    payload: list[bytes]
+    received_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class KnownMessages:
+    """What the store already holds for a set of (vin, seq) identities."""
+
+    found: np.ndarray  # bool
+    ts_min: np.ndarray  # int64 ms of the stored copy (0 when not found)
+    n_items: np.ndarray  # int64 rows of the stored copy
+
+
+def _ts_array(ms: np.ndarray) -> pa.Array:
+    return pa.array(np.ascontiguousarray(ms, dtype=np.int64)).cast(pa.timestamp("ms", tz="UTC"))
+
+
+def _received_column(ms: int, n: int) -> pa.Array:
+    return _ts_array(np.full(n, ms, dtype=np.int64))
+
+
+def _vin_column(vins: Sequence[str], index: np.ndarray) -> pa.Array:
+    return pa.DictionaryArray.from_arrays(pa.array(index.astype(np.int32)), pa.array(list(vins), pa.string()))
+
+
+def split_statements(sql: str) -> list[str]:
+    """Split a migration file into statements; `--` comments are dropped."""
+    without_comments = re.sub(r"--[^\n]*", "", sql)
+    return [s.strip() for s in without_comments.split(";") if s.strip()]
+
+
+class Store:
+    """A ClickHouse database holding signals, events and dead letters."""
+
+    def __init__(self, client: Any, dsn: str) -> None:
+        self._client = client
+        self.dsn = dsn
+
+    @classmethod
+    def open(cls, dsn: str) -> Store:
+        if not dsn.startswith(("chdb://", "http://", "https://")):
+            raise ConfigError("store", f"unsupported DSN {dsn!r}: use chdb:///path or http(s)://host:port")
+        if dsn.startswith("chdb://"):
+            path = Path(dsn.removeprefix("chdb://")).resolve()  # relative paths are the demo's convenience
+            path.mkdir(parents=True, exist_ok=True)
+            dsn = f"chdb://{path}"
+        try:
+            client = clickhouse_connect.get_client(dsn=dsn, settings={"async_insert": 0})
+        except Exception as exc:
+            raise StoreError(f"cannot open store {dsn}: {exc}") from exc
+        return cls(client, dsn)
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- schema -----------------------------------------------------------
+
+    def migrate(self, migrations_dir: Path | None = None) -> list[str]:
+        """Apply migration files not yet recorded; returns the names applied."""
+        folder = migrations_dir or default_migrations_dir()
+        self.command(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (name String, applied_at DateTime64(3, 'UTC')"
+            " DEFAULT now64(3)) ENGINE = ReplacingMergeTree ORDER BY name"
+        )
+        done = {row[0] for row in self.rows("SELECT name FROM schema_migrations FINAL")}
+        applied = []
+        for path in sorted(folder.glob("*.sql")):
+            if path.name in done:
+                continue
+            for statement in split_statements(path.read_text()):
+                self.command(statement)
+            self.command("INSERT INTO schema_migrations (name) VALUES (%(n)s)", {"n": path.name})
+            applied.append(path.name)
+        return applied
+
+    # -- generic ----------------------------------------------------------
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        try:
+            return self._client.command(sql, parameters=parameters, settings={"async_insert": 0})
+        except Exception as exc:
+            raise StoreError(f"{_first_line(sql)}: {exc}") from exc
+
+    def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        return self.query(sql, parameters)[1]
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> tuple[list[str], list[tuple]]:
+        try:
+            result = self._client.query(sql, parameters=parameters)
+        except Exception as exc:
+            raise StoreError(f"{_first_line(sql)}: {exc}") from exc
+        return list(result.column_names), [tuple(r) for r in result.result_rows]
+
+    def is_writable(self) -> bool:
+        try:
+            self._client.command("SELECT 1")
+        except Exception:
+            return False
+        return True
+
+    # -- ingestion --------------------------------------------------------
+
+    def known_messages(self, vins: Sequence[str], vin_index: np.ndarray, seq: np.ndarray) -> KnownMessages:
+        """Look (vin, seq) identities up in both data tables via their `by_message` projection."""
+        n = len(seq)
+        known = KnownMessages(np.zeros(n, bool), np.zeros(n, np.int64), np.zeros(n, np.int64))
+        if n == 0:
+            return known
+        ids = [(vins[i], int(s)) for i, s in zip(vin_index.tolist(), seq.tolist(), strict=True)]
+        sql = (
+            "SELECT vin, seq, toInt64(toUnixTimestamp64Milli(min(ts))), count() FROM {t}"
+            " WHERE (vin, seq) IN %(ids)s GROUP BY vin, seq"
+        )
+        position = {ident: i for i, ident in enumerate(ids)}
+        for table in ("signals", "events"):
+            for vin, s, ts_min, count in self.rows(sql.format(t=table), {"ids": ids}):
+                i = position[(vin, int(s))]
+                known.found[i] = True
+                known.ts_min[i] = ts_min
+                known.n_items[i] += count
+        return known
+
+    def insert_signals(self, rows: SignalRows) -> None:
+        n = len(rows.seq)
+        if n == 0:
+            return
+        table = pa.table(
+            {
+                "vin": _vin_column(rows.vins, rows.vin_index),
+                "seq": pa.array(rows.seq.astype(np.uint64)),
+                "signal_id": pa.array(rows.signal_id.astype(np.uint16)),
+                "ts": _ts_array(rows.ts),
+                "value": pa.array(rows.value.astype(np.float64)),
+                "received_at": _received_column(rows.received_at_ms, n),
+            }
+        )
+        self._insert_arrow("signals", table)
+
+    def insert_events(self, rows: EventRows) -> None:
+        n = len(rows.seq)
+        if n == 0:
+            return
+        table = pa.table(
+            {
+                "vin": _vin_column(rows.vins, rows.vin_index),
+                "seq": pa.array(rows.seq.astype(np.uint64)),
+                "event_id": pa.array(rows.event_id.astype(np.uint16)),
+                "ts": _ts_array(rows.ts),
+                "value": pa.array(rows.value.astype(np.int64)),
+                "text": pa.array(list(rows.text), pa.string()),
+                "received_at": _received_column(rows.received_at_ms, n),
+            }
+        )
+        self._insert_arrow("events", table)
+
+    def insert_dead_letters(self, rows: DeadLetterRows) -> None:
+        n = len(rows.topic)
+        if n == 0:
+            return
+        table = pa.table(
+            {
+                "received_at": _received_column(rows.received_at_ms, n),
+                "topic": pa.array(rows.topic, pa.string()),
+                "vin": pa.array(rows.vin, pa.string()),
+                "seq": pa.array(rows.seq.astype(np.uint64)),
+                "reason": pa.array(rows.reason, pa.string()),
+                "error_offset": pa.array(rows.error_offset.astype(np.int32)),
+                "payload_size": pa.array(rows.payload_size.astype(np.uint32)),
+                "payload_hash": pa.array(rows.payload_hash.astype(np.uint64)),
+                "payload": pa.array(rows.payload, pa.binary()),
+            }
+        )
+        self._insert_arrow("dead_letters", table)
+
+    def _insert_arrow(self, name: str, table: pa.Table) -> None:
+        try:
+            self._client.insert_arrow(name, table.combine_chunks(), settings=_INSERT_SETTINGS)
+        except Exception as exc:
+            raise StoreError(f"insert into {name} failed: {exc}") from exc
+
+    # -- reporting --------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """What the store holds, deduplicated: the figures tests compare with the simulator's truth."""
+        sql = """
+            SELECT
+              (SELECT count() FROM (SELECT vin, seq FROM signals GROUP BY vin, seq))
+            + (SELECT count() FROM (SELECT vin, seq FROM events GROUP BY vin, seq)) AS messages,
+              (SELECT count() FROM signals) AS samples,
+              (SELECT count() FROM events) AS events,
+              (SELECT count() FROM dead_letters FINAL) AS rejected,
+              (SELECT sum(value) FROM signals) AS value_sum,
+              (SELECT count(DISTINCT vin) FROM signals) AS vehicles
+        """
+        names, rows = self.query(sql)
+        stats = dict(zip(names, rows[0], strict=True))
+        stats["value_sum"] = float(stats["value_sum"] or 0.0)
+        stats["rejected_by_reason"] = dict(
+            self.rows("SELECT reason, count() FROM dead_letters FINAL GROUP BY reason ORDER BY reason")
+        )
+        return {k: (int(v) if isinstance(v, int) else v) for k, v in stats.items()}
+
+
+def _first_line(sql: str) -> str:
+    return " ".join(sql.split())[:120]

@@ -1,0 +1,37 @@
+"""Shared fixtures: a real mosquitto per test, the embedded store, gateway processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.broker import Mosquitto, free_port, mosquitto_path
+from gateway.demo import GatewayProcess
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    if mosquitto_path() is None:
+        pytest.fail("mosquitto is not installed: `make test` installs it (apt-get install mosquitto)")
+    with Mosquitto.running(tmp_path / "broker", persistence=False) as b:
+        yield b
+
+
+@pytest.fixture
+def start_gateway(tmp_path: Path) -> Iterator:
+    """Factory: start_gateway(broker_url, *extra_flags) -> a ready GatewayProcess on tmp_path/store."""
+    started: list[GatewayProcess] = []
+
+    def start(mqtt_url: str, *extra: str, store: Path | None = None) -> GatewayProcess:
+        gw = GatewayProcess(mqtt_url, f"chdb://{store or tmp_path / 'store'}", free_port(),
+                            tmp_path / "gateway.log", *extra)
+        started.append(gw)
+        gw.wait_ready()
+        return gw
+
+    yield start
+    for gw in started:
+        if gw.process.poll() is None:
+            gw.kill()

@@ -1,0 +1,79 @@
+"""Simulator → real mosquitto → gateway process → embedded store, checked against the simulator's truth."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from simulators.publisher import publish
+from tests.helpers import simulate, speed_message
+
+pytestmark = pytest.mark.integration
+
+
+def _assert_matches_truth(stats: dict, truth: dict) -> None:
+    assert truth["failed"] == 0
+    assert truth["messages"] > 0 and truth["events"] > 0
+    assert stats["messages"] == truth["messages"]
+    assert stats["samples"] == truth["samples"]
+    assert stats["events"] == truth["events"]
+    assert stats["rejected"] == 0
+    assert stats["value_sum"] == pytest.approx(truth["value_sum"], rel=1e-9)
+
+
+def test_store_holds_exactly_what_the_broker_acknowledged(broker, start_gateway, tmp_path):
+    gw = start_gateway(broker.url)
+    truth = simulate(broker.url, tmp_path / "truth.json", "--vehicles", "20", "--duration", "43200",
+                     "--sample-hz", "0.5", "--seed", "7")
+    stats = gw.wait_stored(truth["messages"])
+    _assert_matches_truth(stats, truth)
+    assert stats["vehicles"] == 20
+    assert gw.stop() == 0
+
+
+def test_kill9_mid_stream_then_restart_stores_every_sample_once(broker, start_gateway, tmp_path):
+    gw = start_gateway(broker.url)
+    sim = simulate(broker.url, tmp_path / "truth.json", "--vehicles", "30", "--duration", "28800",
+                   "--sample-hz", "1", "--speedup", "3600", "--seed", "11", wait=False)
+    for pause in (2.5, 2.0):  # two kills, at different points of the stream
+        time.sleep(pause)
+        received = gw.stats()["messages"]
+        gw.kill()
+        assert received > 0, "the kill should land mid-stream, after some messages were stored"
+        gw = start_gateway(broker.url)
+    assert sim.wait(300) == 0
+    truth = json.loads((tmp_path / "truth.json").read_text())
+    stats = gw.wait_stored(truth["messages"])
+    _assert_matches_truth(stats, truth)
+    assert gw.stop() == 0
+
+
+def test_sigterm_flushes_acks_and_exits_zero(broker, start_gateway, tmp_path):
+    gw = start_gateway(broker.url, "--batch-linger-ms", "2000")
+    messages = [speed_message("SMXSXGTERM0000001", seq) for seq in range(1, 51)]
+    totals = publish(messages, broker.url)
+    time.sleep(0.3)  # delivered to the gateway, still lingering in its batch
+    assert gw.stop() == 0
+    # What the stopped gateway acked must not come back; what it had not taken must.
+    again = start_gateway(broker.url)
+    stats = again.wait_stored(totals.messages, timeout=20)
+    assert stats["messages"] == totals.messages == 50
+    assert stats["samples"] == totals.samples
+    metrics = again.get("/metrics")[1].decode()
+    assert "vehicle_ingest_messages_duplicate_total 0.0" in metrics
+    assert again.stop() == 0
+
+
+def test_redelivered_identity_is_stored_once(broker, start_gateway):
+    gw = start_gateway(broker.url)
+    first = [speed_message("SMXDUPLXCATE00001", seq) for seq in range(1, 21)]
+    publish(first + first[:10], broker.url)  # the head unit re-sends ten messages
+    stats = gw.wait_stored(20)
+    time.sleep(1.0)
+    stats = gw.stats()
+    assert stats["messages"] == 20
+    assert stats["samples"] == sum(m.samples for m in first)
+    assert "vehicle_ingest_messages_duplicate_total 10.0" in gw.get("/metrics")[1].decode()
+    assert gw.stop() == 0

@@ -1,0 +1,80 @@
+"""The ingest stage against the real embedded ClickHouse engine (chDB), no broker."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from tests.helpers import now_ms, speed_message
+from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
+from vehicle_ingest.ingest import Ingestor
+from vehicle_ingest.metrics import Metrics
+from vehicle_ingest.storage import Store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Iterator[Store]:
+    # chDB allows one data directory per process: the whole module shares it.
+    s = Store.open(f"chdb://{tmp_path_factory.mktemp('ingest') / 'store'}")
+    s.migrate()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def ingestor(store: Store) -> Ingestor:
+    for table in ("signals", "events", "dead_letters"):
+        store.command(f"TRUNCATE TABLE {table}")
+    return Ingestor(store, load_signal_catalog(), load_event_catalog(), Metrics.create(CollectorRegistry()))
+
+
+def _ingest(ingestor: Ingestor, messages):
+    return ingestor.ingest([m.topic for m in messages], [m.payload for m in messages], now_ms())
+
+
+def test_migrations_are_idempotent(store):
+    assert store.migrate() == []
+    names = {r[0] for r in store.rows("SELECT name FROM system.tables WHERE database = currentDatabase()")}
+    assert {"signals", "events", "dead_letters", "schema_migrations"} <= names
+
+
+def test_inserts_are_synchronous_acked_means_readable(ingestor, store):
+    out = _ingest(ingestor, [speed_message("SMXSYNC0000000001", 1, n=25)])
+    assert out.stored == 1 and out.samples == 25
+    # Read right after the call returned: no async insert buffer in between.
+    assert store.rows("SELECT count() FROM signals")[0][0] == 25
+
+
+def test_same_identity_twice_in_one_batch_is_stored_once(ingestor, store):
+    m = speed_message("SMXBATCHDUP000001", 7)
+    out = _ingest(ingestor, [m, m, m])
+    assert (out.stored, out.duplicates) == (1, 2)
+    assert store.stats()["samples"] == m.samples
+
+
+def test_retrying_a_stored_batch_stores_nothing(ingestor, store):
+    batch = [speed_message("SMXRETRY000000001", seq) for seq in range(1, 6)]
+    first = _ingest(ingestor, batch)
+    again = _ingest(ingestor, batch[2:] + [speed_message("SMXRETRY000000001", 6)])
+    assert (first.stored, again.stored, again.duplicates) == (5, 1, 3)
+    stats = store.stats()
+    assert stats["messages"] == 6 and stats["samples"] == 60
+
+
+def test_reused_sequence_number_with_other_content_is_rejected_not_dropped(ingestor, store):
+    vin = "SMXREUSE000000001"
+    _ingest(ingestor, [speed_message(vin, 1, base_ts=now_ms() - 600_000)])
+    out = _ingest(ingestor, [speed_message(vin, 1, base_ts=now_ms() - 60_000)])
+    assert out.stored == 0 and out.rejected == {"seq_reused": 1}
+    assert store.rows("SELECT reason FROM dead_letters FINAL") == [("seq_reused",)]
+
+
+def test_values_round_trip_exactly(ingestor, store):
+    raw = np.array([0, 1, -1, 1234, 2999], dtype=np.int64)
+    m = speed_message("SMXVALUES00000001", 1, n=5, values=raw)
+    _ingest(ingestor, [m])
+    got = [r[0] for r in store.rows("SELECT value FROM signals ORDER BY ts")]
+    assert got == [0.0, 0.1, -0.1, 123.4, 299.9]
