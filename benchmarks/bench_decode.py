@@ -87,7 +87,9 @@ def make_messages(n: int, seed: int = 1) -> list[tuple[str, int, int, list[tuple
 
 def ours(messages: list) -> list[bytes]:
     return [
-        encode_signals(vin, seq, base, [SignalBlock(s.signal_id, s.scale_exp, ts, quantize(v, s.scale_exp)) for s, ts, v in sigs])
+        encode_signals(
+            vin, seq, base, [SignalBlock(s.signal_id, s.scale_exp, ts, quantize(v, s.scale_exp)) for s, ts, v in sigs]
+        )
         for vin, seq, base, sigs in messages
     ]
 
@@ -95,7 +97,16 @@ def ours(messages: list) -> list[bytes]:
 def plain_nested(messages: list) -> list[bytes]:
     """The obvious layout: {"vin", "seq", "signals": {sid: [ts list, value list]}}."""
     return [
-        msgpack.packb({"vin": vin, "seq": seq, "signals": {s.signal_id: [ts.tolist(), v.round(-s.scale_exp if s.scale_exp < 0 else 0).tolist()] for s, ts, v in sigs}})
+        msgpack.packb(
+            {
+                "vin": vin,
+                "seq": seq,
+                "signals": {
+                    s.signal_id: [ts.tolist(), v.round(-s.scale_exp if s.scale_exp < 0 else 0).tolist()]
+                    for s, ts, v in sigs
+                },
+            }
+        )
         for vin, seq, _, sigs in messages
     ]
 
@@ -199,7 +210,8 @@ def table(r: dict) -> str:
         f"{'path':<26}{'M samples/s':>12}{'bytes/sample':>14}",
     ]
     lines += [f"{name:<26}{rate / 1e6:>12.2f}{size:>14.2f}" for name, rate, size in rows]
-    lines.append(f"numba vs best plain path: {r['numba_vs_best_plain']:.1f}x; encode: {r['encode_samples_per_s'] / 1e6:.2f} M samples/s")
+    encode_rate = r["encode_samples_per_s"] / 1e6
+    lines.append(f"numba vs best plain path: {r['numba_vs_best_plain']:.1f}x; encode: {encode_rate:.2f} M samples/s")
     return "\n".join(lines)
 
 

@@ -70,8 +70,9 @@ class Mosquitto:
         binary = mosquitto_path()
         if binary is None:
             raise FileNotFoundError("mosquitto is not installed (apt-get install mosquitto)")
-        self.process = subprocess.Popen([binary, "-c", str(self._config())], stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            [binary, "-c", str(self._config())], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_for_port(self.port)
 
     def stop(self) -> None:

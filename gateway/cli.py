@@ -33,8 +33,12 @@ def _simulate(args: argparse.Namespace) -> int:
 
     end_ms = time.time_ns() // 1_000_000 if args.end_ms is None else args.end_ms
     spec = FleetSpec(
-        vehicles=args.vehicles, start_ms=end_ms - int(args.duration * 1000), duration_s=args.duration,
-        sample_hz=args.sample_hz, seed=args.seed, message_s=args.message_s,
+        vehicles=args.vehicles,
+        start_ms=end_ms - int(args.duration * 1000),
+        duration_s=args.duration,
+        sample_hz=args.sample_hz,
+        seed=args.seed,
+        message_s=args.message_s,
     )
     messages = simulate_fleet(spec, load_signal_catalog(), load_event_catalog())
     log.info("simulated %d messages for %d vehicles", len(messages), args.vehicles)
@@ -52,13 +56,26 @@ def _http_json(url: str, body: bytes | None = None) -> Any:
         return json.loads(response.read())
 
 
+def _open_store(dsn: str) -> Any:
+    from vehicle_ingest.errors import StoreError
+    from vehicle_ingest.storage import Store
+
+    try:
+        return Store.open(dsn)
+    except StoreError as exc:
+        if dsn.startswith("chdb://"):
+            raise StoreError(
+                f"{exc}\n(an embedded store is locked by the process using it: while the gateway"
+                " runs, use --gateway http://127.0.0.1:PORT)"
+            ) from exc
+        raise
+
+
 def _stats(args: argparse.Namespace) -> int:
     if args.gateway:
         print(json.dumps(_http_json(args.gateway.rstrip("/") + "/api/stats")))
         return 0
-    from vehicle_ingest.storage import Store
-
-    store = Store.open(args.store)
+    store = _open_store(args.store)
     try:
         store.migrate()
         print(json.dumps(store.stats()))
@@ -72,9 +89,7 @@ def _sql(args: argparse.Namespace) -> int:
         result = _http_json(args.gateway.rstrip("/") + "/api/sql", args.query.encode())
         names, rows = result["columns"], result["rows"]
     else:
-        from vehicle_ingest.storage import Store
-
-        store = Store.open(args.store)
+        store = _open_store(args.store)
         try:
             names, rows = store.query(args.query)
         finally:
@@ -135,8 +150,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     try:
         return args.func(args)
     except VehicleIngestError as exc:

@@ -36,8 +36,18 @@ class GatewayConfig:
     backlog_limit: int = 1900  # /readyz turns false above this many unacked messages
 
     def check(self) -> GatewayConfig:
-        positive = ("http_port", "session_expiry_s", "receive_max", "batch_max_messages", "batch_max_bytes",
-                    "batch_linger_ms", "max_payload_bytes", "max_past_s", "max_future_s", "backlog_limit")
+        positive = (
+            "http_port",
+            "session_expiry_s",
+            "receive_max",
+            "batch_max_messages",
+            "batch_max_bytes",
+            "batch_linger_ms",
+            "max_payload_bytes",
+            "max_past_s",
+            "max_future_s",
+            "backlog_limit",
+        )
         for key in positive:
             if getattr(self, key) <= 0:
                 raise ConfigError(key, f"must be > 0, got {getattr(self, key)}")

@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 from gateway.broker import Mosquitto, free_port
+from vehicle_ingest.catalog import load_signal_catalog
 
 __all__ = ["GatewayProcess", "run_demo"]
 
@@ -29,8 +30,19 @@ class GatewayProcess:
     def __init__(self, mqtt_url: str, store: str, http_port: int, log_path: Path, *extra: str) -> None:
         self.http_port = http_port
         self.url = f"http://127.0.0.1:{http_port}"
-        cmd = [sys.executable, "-m", "gateway.cli", "gateway", "--mqtt-url", mqtt_url, "--store", store,
-               "--http-port", str(http_port), *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "gateway",
+            "--mqtt-url",
+            mqtt_url,
+            "--store",
+            store,
+            "--http-port",
+            str(http_port),
+            *extra,
+        ]
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
 
@@ -85,9 +97,22 @@ class GatewayProcess:
 
 
 def _simulate(mqtt_url: str, args: argparse.Namespace, truth: Path) -> dict:
-    cmd = [sys.executable, "-m", "gateway.cli", "simulate", "--mqtt-url", mqtt_url, "--vehicles",
-           str(args.vehicles), "--duration", str(args.duration), "--sample-hz", str(args.sample_hz),
-           "--truth", str(truth)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "gateway.cli",
+        "simulate",
+        "--mqtt-url",
+        mqtt_url,
+        "--vehicles",
+        str(args.vehicles),
+        "--duration",
+        str(args.duration),
+        "--sample-hz",
+        str(args.sample_hz),
+        "--truth",
+        str(truth),
+    ]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return json.loads(truth.read_text())
 
@@ -110,20 +135,31 @@ def run_demo(args: argparse.Namespace) -> int:
         finally:
             code = gw.stop()
     _summary(truth, stats, time.monotonic() - started, code)
-    print("\nper signal (from the store):")
-    for row in per_signal:
-        print("  " + "  ".join(str(v) for v in row))
+    catalog = load_signal_catalog()
+    print("\nper signal, from the store:")
+    print(f"  {'id':>4}  {'signal':<52} {'samples':>9} {'min':>12} {'avg':>12} {'max':>12}")
+    for sid, n, low, avg, high in per_signal:
+        print(f"  {sid:>4}  {catalog.by_id(sid).path:<52} {n:>9,} {low:>12} {avg:>12} {high:>12}")
     return 0 if stats["messages"] == truth["messages"] and code == 0 else 1
 
 
 def _summary(truth: dict, stats: dict, seconds: float, gateway_exit: int) -> None:
     rate = truth["samples"] / max(truth["seconds"], 1e-9)
-    print(f"published {truth['messages']:,} messages, {truth['samples']:,} samples, {truth['events']:,} events "
-          f"({truth['bytes'] / max(truth['samples'], 1):.2f} wire bytes/sample, {rate:,.0f} samples/s)")
-    print(f"stored    {stats['messages']:,} messages, {stats['samples']:,} samples, {stats['events']:,} events, "
-          f"{stats['rejected']} rejected, {stats['vehicles']} vehicles")
+    print(
+        f"published {truth['messages']:,} messages, {truth['samples']:,} samples, {truth['events']:,} events "
+        f"({truth['bytes'] / max(truth['samples'], 1):.2f} wire bytes/sample, {rate:,.0f} samples/s)"
+    )
+    print(
+        f"stored    {stats['messages']:,} messages, {stats['samples']:,} samples, {stats['events']:,} events, "
+        f"{stats['rejected']} rejected, {stats['vehicles']} vehicles"
+    )
     exact = stats["messages"] == truth["messages"] and stats["samples"] == truth["samples"]
-    print(f"check     store == broker-acknowledged truth: {'yes' if exact else 'NO'}; "
-          f"gateway exit code {gateway_exit}; {seconds:.1f}s in all")
-    print("try       .venv/bin/vehicle-ingest sql --store chdb://" + os.path.join(".vi-demo", "store")
-          + " \"SELECT reason, count() FROM dead_letters GROUP BY reason\"")
+    print(
+        f"check     store == broker-acknowledged truth: {'yes' if exact else 'NO'}; "
+        f"gateway exit code {gateway_exit}; {seconds:.1f}s in all"
+    )
+    print(
+        "try       .venv/bin/vehicle-ingest sql --store chdb://"
+        + os.path.join(".vi-demo", "store")
+        + ' "SELECT reason, count() FROM dead_letters GROUP BY reason"'
+    )

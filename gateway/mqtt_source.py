@@ -25,7 +25,7 @@ from paho.mqtt.properties import Properties
 from vehicle_ingest.errors import ConfigError
 from vehicle_ingest.metrics import Metrics
 
-__all__ = ["Delivery", "MqttSource", "MqttSettings", "parse_mqtt_url"]
+__all__ = ["Delivery", "MqttSettings", "MqttSource", "parse_mqtt_url"]
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from gateway.http import HttpServer, Response
 from gateway.mqtt_source import Delivery, MqttSettings, MqttSource
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
 from vehicle_ingest.errors import StoreError
-from vehicle_ingest.ingest import IngestOutcome, IngestPolicy, Ingestor
+from vehicle_ingest.ingest import Ingestor, IngestOutcome, IngestPolicy
 from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.storage import Store
 from vehicle_ingest.validate import SkewPolicy
@@ -78,8 +78,11 @@ class Gateway:
     def _mqtt_settings(self) -> MqttSettings:
         c = self.config
         return MqttSettings(
-            url=c.mqtt_url, client_id=c.client_id, share_group=c.share_group,
-            session_expiry_s=c.session_expiry_s, receive_max=c.receive_max,
+            url=c.mqtt_url,
+            client_id=c.client_id,
+            share_group=c.share_group,
+            session_expiry_s=c.session_expiry_s,
+            receive_max=c.receive_max,
         )
 
     # -- batching ------------------------------------------------------------
@@ -132,9 +135,7 @@ class Gateway:
         delay = 0.2
         while True:
             try:
-                outcome = await loop.run_in_executor(
-                    self._executor, self._ingestor.ingest, topics, payloads, _now_ms()
-                )
+                outcome = await loop.run_in_executor(self._executor, self._ingestor.ingest, topics, payloads, _now_ms())
             except StoreError as exc:
                 self._store_ok = False
                 self._metrics.store_errors.inc()

@@ -133,7 +133,7 @@ def _speed_profile(rng: np.random.Generator, n: int, dt_s: float) -> np.ndarray:
 
 
 class _VehicleSim:
-    def __init__(self, v: _Vehicle, spec: FleetSpec, sigs: _Signals, evs: _Events, rng: np.random.Generator):
+    def __init__(self, v: _Vehicle, spec: FleetSpec, sigs: _Signals, evs: _Events, rng: np.random.Generator) -> None:
         self.v, self.spec, self.sigs, self.evs, self.rng = v, spec, sigs, evs, rng
         self.topic_signals = f"vi/v1/{v.vin}/signals"
         self.topic_events = f"vi/v1/{v.vin}/events"
@@ -178,7 +178,7 @@ class _VehicleSim:
 
     def _trip(self, start: int) -> tuple[list[SimMessage], int]:
         rng, spec, v = self.rng, self.spec, self.v
-        dt_ms = max(1, int(round(1000 / spec.sample_hz)))
+        dt_ms = max(1, round(1000 / spec.sample_hz))
         n = max(3, int(rng.uniform(10, 50) * 60_000 // dt_ms))
         ts = start + np.arange(n, dtype=np.int64) * dt_ms
         speed = _speed_profile(rng, n, dt_ms / 1000)
@@ -191,8 +191,12 @@ class _VehicleSim:
         energy = np.maximum(5.0, v.energy_pct - np.cumsum(step_m) * use_per_m * 100 / 100)
         accel = np.gradient(speed / 3.6, dt_ms / 1000)
         columns = {
-            self.sigs.speed: speed, self.sigs.odometer: np.floor(odo), self.sigs.lat: lat, self.sigs.lon: lon,
-            self.sigs.accel: np.clip(accel, -9, 9), (self.sigs.soc if v.electric else self.sigs.fuel): energy,
+            self.sigs.speed: speed,
+            self.sigs.odometer: np.floor(odo),
+            self.sigs.lat: lat,
+            self.sigs.lon: lon,
+            self.sigs.accel: np.clip(accel, -9, 9),
+            (self.sigs.soc if v.electric else self.sigs.fuel): energy,
         }
         messages = self._cut(ts, columns)
         messages.extend(self._trip_events(start, int(ts[-1])))
@@ -245,9 +249,13 @@ class _VehicleSim:
             return []
         order = np.argsort(np.array(ts), kind="stable")
         payload = encode_events(
-            self.v.vin, self.v.next_seq(), int(min(ts)),
-            np.array(ids, dtype=np.uint16)[order], np.array(ts, dtype=np.int64)[order],
-            np.array(values, dtype=np.int64)[order], [texts[i] for i in order],
+            self.v.vin,
+            self.v.next_seq(),
+            int(min(ts)),
+            np.array(ids, dtype=np.uint16)[order],
+            np.array(ts, dtype=np.int64)[order],
+            np.array(values, dtype=np.int64)[order],
+            [texts[i] for i in order],
         )
         return [SimMessage(end, self.topic_events, payload, 0, len(ids), 0.0)]
 

@@ -32,8 +32,12 @@ class PublishTotals:
 
     def as_dict(self) -> dict[str, float | int]:
         return {
-            "messages": self.messages, "samples": self.samples, "events": self.events,
-            "value_sum": self.value_sum, "bytes": self.bytes, "seconds": round(self.seconds, 3),
+            "messages": self.messages,
+            "samples": self.samples,
+            "events": self.events,
+            "value_sum": self.value_sum,
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
             "failed": self.failed,
         }
 

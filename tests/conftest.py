@@ -25,8 +25,9 @@ def start_gateway(tmp_path: Path) -> Iterator:
     started: list[GatewayProcess] = []
 
     def start(mqtt_url: str, *extra: str, store: Path | None = None) -> GatewayProcess:
-        gw = GatewayProcess(mqtt_url, f"chdb://{store or tmp_path / 'store'}", free_port(),
-                            tmp_path / "gateway.log", *extra)
+        gw = GatewayProcess(
+            mqtt_url, f"chdb://{store or tmp_path / 'store'}", free_port(), tmp_path / "gateway.log", *extra
+        )
         started.append(gw)
         gw.wait_ready()
         return gw

@@ -22,8 +22,15 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def speed_message(vin: str, seq: int, n: int = 10, base_ts: int | None = None, topic_vin: str | None = None,
-                  signal_id: int | None = None, values: np.ndarray | None = None) -> SimMessage:
+def speed_message(
+    vin: str,
+    seq: int,
+    n: int = 10,
+    base_ts: int | None = None,
+    topic_vin: str | None = None,
+    signal_id: int | None = None,
+    values: np.ndarray | None = None,
+) -> SimMessage:
     """A valid signals message of `n` speed samples (unless a field is overridden to make it invalid)."""
     base = now_ms() - 60_000 if base_ts is None else base_ts
     ts = base + np.arange(n, dtype=np.int64) * 1000

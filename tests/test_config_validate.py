@@ -49,15 +49,23 @@ def test_config_errors_name_the_key_and_the_problem(argv, key, problem):
 
 
 def test_topics_parse_vin_and_stream():
-    cols = parse_topics(["vi/v1/SMXABCDEFGH123456/signals", "vi/v1/SMXABCDEFGH123456/events", "vi/v1/SHORT/signals",
-                         "other/SMXABCDEFGH123456/signals", "vi/v1/SMXABCDEFGH123456/signals/extra"])
+    cols = parse_topics(
+        [
+            "vi/v1/SMXABCDEFGH123456/signals",
+            "vi/v1/SMXABCDEFGH123456/events",
+            "vi/v1/SHORT/signals",
+            "other/SMXABCDEFGH123456/signals",
+            "vi/v1/SMXABCDEFGH123456/signals/extra",
+        ]
+    )
     assert cols.kind.tolist() == [1, 2, 0, 0, 0]
     assert cols.vin[0] == b"SMXABCDEFGH123456"
 
 
 def test_vin_alphabet_excludes_i_o_q():
-    vins = np.array([b"SMXABCDEFGH123456", b"SMXABCDEFGH12345I", b"SMXABCDEFGH12345O", b"smxabcdefgh123456"],
-                    dtype="S17")
+    vins = np.array(
+        [b"SMXABCDEFGH123456", b"SMXABCDEFGH12345I", b"SMXABCDEFGH12345O", b"smxabcdefgh123456"], dtype="S17"
+    )
     assert valid_vins(vins).tolist() == [True, False, False, False]
 
 
@@ -70,7 +78,13 @@ def test_first_failing_check_is_the_reason():
         speed_message(vin, 4, values=np.array([10**7] * 10)),
     ]
     batch = decode([m.payload for m in msgs])
-    reason = validate(parse_topics([m.topic for m in msgs]), batch, load_signal_catalog(), load_event_catalog(),
-                      now_ms(), SkewPolicy(max_past_ms=86_400_000, max_future_ms=60_000))
+    reason = validate(
+        parse_topics([m.topic for m in msgs]),
+        batch,
+        load_signal_catalog(),
+        load_event_catalog(),
+        now_ms(),
+        SkewPolicy(max_past_ms=86_400_000, max_future_ms=60_000),
+    )
     assert [Reason(r).label for r in reason] == ["ok", "vin_mismatch", "timestamp_skew", "value_out_of_range"]
     assert SPEED.max < 10**6

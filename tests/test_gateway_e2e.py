@@ -25,8 +25,18 @@ def _assert_matches_truth(stats: dict, truth: dict) -> None:
 
 def test_store_holds_exactly_what_the_broker_acknowledged(broker, start_gateway, tmp_path):
     gw = start_gateway(broker.url)
-    truth = simulate(broker.url, tmp_path / "truth.json", "--vehicles", "20", "--duration", "43200",
-                     "--sample-hz", "0.5", "--seed", "7")
+    truth = simulate(
+        broker.url,
+        tmp_path / "truth.json",
+        "--vehicles",
+        "20",
+        "--duration",
+        "43200",
+        "--sample-hz",
+        "0.5",
+        "--seed",
+        "7",
+    )
     stats = gw.wait_stored(truth["messages"])
     _assert_matches_truth(stats, truth)
     assert stats["vehicles"] == 20
@@ -35,8 +45,21 @@ def test_store_holds_exactly_what_the_broker_acknowledged(broker, start_gateway,
 
 def test_kill9_mid_stream_then_restart_stores_every_sample_once(broker, start_gateway, tmp_path):
     gw = start_gateway(broker.url)
-    sim = simulate(broker.url, tmp_path / "truth.json", "--vehicles", "30", "--duration", "28800",
-                   "--sample-hz", "1", "--speedup", "3600", "--seed", "11", wait=False)
+    sim = simulate(
+        broker.url,
+        tmp_path / "truth.json",
+        "--vehicles",
+        "30",
+        "--duration",
+        "28800",
+        "--sample-hz",
+        "1",
+        "--speedup",
+        "3600",
+        "--seed",
+        "11",
+        wait=False,
+    )
     for pause in (2.5, 2.0):  # two kills, at different points of the stream
         time.sleep(pause)
         received = gw.stats()["messages"]

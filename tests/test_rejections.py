@@ -26,9 +26,18 @@ MAX_PAYLOAD = 4096
 def gateway(tmp_path_factory) -> Iterator[GatewayProcess]:
     work: Path = tmp_path_factory.mktemp("rejections")
     with Mosquitto.running(work / "broker") as broker:
-        gw = GatewayProcess(broker.url, f"chdb://{work / 'store'}", free_port(), work / "gateway.log",
-                            "--max-payload-bytes", str(MAX_PAYLOAD), "--max-past-s", "86400",
-                            "--max-future-s", "60")
+        gw = GatewayProcess(
+            broker.url,
+            f"chdb://{work / 'store'}",
+            free_port(),
+            work / "gateway.log",
+            "--max-payload-bytes",
+            str(MAX_PAYLOAD),
+            "--max-past-s",
+            "86400",
+            "--max-future-s",
+            "60",
+        )
         gw.broker_url = broker.url  # type: ignore[attr-defined]
         gw.wait_ready()
         yield gw
@@ -42,14 +51,16 @@ def _with_version(payload: bytes, version: int) -> bytes:
 
 def _events(vin: str, seq: int, event_id: int) -> bytes:
     t = now_ms() - 1000
-    return encode_events(vin, seq, t, np.array([event_id], np.uint16), np.array([t], np.int64),
-                         np.array([0], np.int64), [""])
+    return encode_events(
+        vin, seq, t, np.array([event_id], np.uint16), np.array([t], np.int64), np.array([0], np.int64), [""]
+    )
 
 
 BAD: dict[str, Callable[[str], SimMessage]] = {
     "malformed": lambda vin: raw_message(f"vi/v1/{vin}/signals", b"\x96\x01\x01\xc1\xff"),
     "unsupported_version": lambda vin: raw_message(
-        f"vi/v1/{vin}/signals", _with_version(speed_message(vin, 900).payload, 9)),
+        f"vi/v1/{vin}/signals", _with_version(speed_message(vin, 900).payload, 9)
+    ),
     "oversize": lambda vin: speed_message(vin, 901, n=MAX_PAYLOAD),
     "unknown_signal": lambda vin: speed_message(vin, 902, signal_id=65_000),
     "unknown_event": lambda vin: raw_message(f"vi/v1/{vin}/events", _events(vin, 903, 65_000)),

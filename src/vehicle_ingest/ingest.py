@@ -110,22 +110,31 @@ class Ingestor:
         fresh[idx[~known.found]] = True
         return fresh
 
-    def _store_accepted(
-        self, batch: DecodedBatch, ids: _Identities, fresh: np.ndarray, now_ms: int
-    ) -> IngestOutcome:
+    def _store_accepted(self, batch: DecodedBatch, ids: _Identities, fresh: np.ndarray, now_ms: int) -> IngestOutcome:
         s, e, m = batch.samples, batch.events, batch.messages
         keep_s, keep_e = fresh[s.msg], fresh[e.msg]
         sample_msg, event_msg = s.msg[keep_s], e.msg[keep_e]
         self._store.insert_signals(
             SignalRows(
-                ids.vins, ids.vin_index[sample_msg], m.seq[sample_msg], s.signal_id[keep_s],
-                s.ts[keep_s], s.value[keep_s], now_ms,
+                ids.vins,
+                ids.vin_index[sample_msg],
+                m.seq[sample_msg],
+                s.signal_id[keep_s],
+                s.ts[keep_s],
+                s.value[keep_s],
+                now_ms,
             )
         )
         self._store.insert_events(
             EventRows(
-                ids.vins, ids.vin_index[event_msg], m.seq[event_msg], e.event_id[keep_e],
-                e.ts[keep_e], e.value[keep_e], e.text[keep_e], now_ms,
+                ids.vins,
+                ids.vin_index[event_msg],
+                m.seq[event_msg],
+                e.event_id[keep_e],
+                e.ts[keep_e],
+                e.value[keep_e],
+                e.text[keep_e],
+                now_ms,
             )
         )
         return IngestOutcome(stored=int(fresh.sum()), samples=len(sample_msg), events=len(event_msg))

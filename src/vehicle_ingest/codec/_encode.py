@@ -1,8 +1,9 @@
 """Encoder for wire format v1 (see schemas/WIRE_FORMAT.md).
 
-Varint packing is vectorized numpy: the simulator encodes millions of samples
-per second, so no Python code runs per sample. msgpack-python frames the
-header and the per-block arrays; the sample data travels as `bin` blobs.
+The simulator encodes millions of samples per second, so the per-sample work
+(range checks, delta coding, zigzag, LEB128) runs in small numba kernels, one
+call per block. msgpack-python frames the header and the block arrays; the
+sample data travels as `bin` blobs.
 """
 
 from __future__ import annotations
@@ -14,25 +15,25 @@ from typing import Any
 
 import msgpack
 import numpy as np
+from numba import njit
+from numpy.typing import ArrayLike
 
+from vehicle_ingest.codec._limits import (
+    MAX_COUNT,
+    MAX_TEXT_BYTES,
+    MAX_VARINT_BYTES,
+    POW10,
+    RAW_LIMIT,
+    SCALE_EXP_MAX,
+    TS_LIMIT,
+)
 from vehicle_ingest.codec._types import FORMAT_VERSION, MAX_PAYLOAD_BYTES, VIN_LENGTH, Kind
 from vehicle_ingest.errors import EncodeError
 
-__all__ = ["POW10", "SignalBlock", "encode_events", "encode_signals", "quantize"]
+__all__ = ["SignalBlock", "encode_events", "encode_signals", "quantize"]
 
-TS_LIMIT = 1 << 48  # timestamps are ms since epoch in [0, 2**48)
-RAW_LIMIT = 1 << 53  # |raw| < 2**53 so every raw value is exact as a float64
-SCALE_EXP_MIN, SCALE_EXP_MAX = -12, 12
-MAX_COUNT = 0xFFFF
-MAX_TEXT_BYTES = 255
-
-# One table for the encoder and both decoders: every power up to 10**22 is exact
-# in float64, so value = raw * POW10[e] or raw / POW10[-e] is bit-identical everywhere.
-POW10 = np.array([10.0**k for k in range(SCALE_EXP_MAX + 1)], dtype=np.float64)
-POW10.flags.writeable = False
-
-# Thresholds at which a varint needs one more byte; the last one (2**56) means "too long".
-_VARINT_STEPS = np.array([1 << (7 * k) for k in range(1, 9)], dtype=np.int64)
+# Kernel verdicts: which column held the first out-of-range entry.
+_FINE, _BAD_TS, _BAD_RAW, _BAD_ID = 0, 1, 2, 3
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -51,16 +52,15 @@ class SignalBlock:
 def quantize(values: np.ndarray, scale_exp: int) -> np.ndarray:
     """Raw integers for `values` at resolution 10**scale_exp, rounding half away from zero."""
     exp = _check_scale_exp(scale_exp)
-    x = np.asarray(values, dtype=np.float64)
-    if not np.isfinite(x).all():
-        raise EncodeError("quantize: values must be finite (no NaN or inf)")
-    x = x / POW10[exp] if exp >= 0 else x * POW10[-exp]
-    whole = np.trunc(x)
-    # x - trunc(x) is exact in float64, so the half-way test is exact too.
-    rounded = whole + np.copysign((np.abs(x - whole) >= 0.5).astype(np.float64), x)
-    if (np.abs(rounded) >= RAW_LIMIT).any():
-        raise EncodeError(f"quantize: a value is too large for scale_exp {exp} (|raw| must be < 2**53)")
-    return rounded.astype(np.int64)
+    x = np.ascontiguousarray(values, dtype=np.float64)
+    if x.ndim != 1:
+        raise EncodeError(f"quantize: values must be 1-D, got shape {x.shape}")
+    out = np.empty(len(x), dtype=np.int64)
+    bad = _quantize(x, exp, out)
+    if bad >= 0:
+        problem = f"values[{bad}]={float(x[bad])!r} is not finite, or |raw| >= 2**53 at scale_exp {exp}"
+        raise EncodeError(f"quantize: {problem}")
+    return out
 
 
 def encode_signals(vin: str, seq: int, base_ts_ms: int, blocks: Sequence[SignalBlock]) -> bytes:
@@ -76,47 +76,21 @@ def encode_events(
     vin: str,
     seq: int,
     base_ts_ms: int,
-    event_id: Any,
-    ts_ms: Any,
-    value: Any,
+    event_id: ArrayLike,
+    ts_ms: ArrayLike,
+    value: ArrayLike,
     text: Sequence[str],
 ) -> bytes:
     """One events payload (kind 2): event i is (event_id[i], ts_ms[i], value[i], text[i])."""
     header = _header(Kind.EVENTS, vin, seq, base_ts_ms)
-    ids = _int_column("event_id", event_id)
-    ts = _int_column("ts_ms", ts_ms)
-    val = _int_column("value", value)
+    ids, ts, val = _int_column("event_id", event_id), _int_column("ts_ms", ts_ms), _int_column("value", value)
     count = _check_count("events", len(ids), (len(ts), len(val), len(text)))
-    _check_range("event_id", ids, 0, MAX_COUNT + 1)
-    _check_range("ts_ms", ts, 0, TS_LIMIT)
-    _check_range("value", val, -RAW_LIMIT + 1, RAW_LIMIT)
     texts = [_text(i, t) for i, t in enumerate(text)]
-    # Event ids are small unsigned numbers, values are independent: neither is delta coded.
-    ts_deltas = np.diff(ts, prepend=np.int64(header[4]))
-    body = [count, pack_varints(ids), pack_varints(zigzag(ts_deltas)), pack_varints(zigzag(val)), texts]
+    bins = np.empty((3, count * MAX_VARINT_BYTES), dtype=np.uint8)
+    what, index, n_ids, n_ts, n_val = _event_bins(ids, ts, val, header[4], bins)
+    _raise_if_bad("events", what, index, ids, ts, val)
+    body = [count, bins[0, :n_ids].tobytes(), bins[1, :n_ts].tobytes(), bins[2, :n_val].tobytes(), texts]
     return _pack([*header, body])
-
-
-def zigzag(n: np.ndarray) -> np.ndarray:
-    """Signed int64 -> non-negative int64 (0, -1, 1, -2 ... -> 0, 1, 2, 3 ...)."""
-    return (n << 1) ^ (n >> 63)
-
-
-def pack_varints(u: np.ndarray) -> bytes:
-    """LEB128 bytes of non-negative int64 values below 2**56 (at most 8 bytes each)."""
-    u = np.ascontiguousarray(u, dtype=np.int64)
-    nbytes = 1 + np.searchsorted(_VARINT_STEPS, u, side="right")
-    if len(u) and nbytes.max() > 8:
-        raise EncodeError("varint over 8 bytes (a delta is out of range)")
-    ends = np.cumsum(nbytes)
-    out = np.empty(int(ends[-1]) if len(u) else 0, dtype=np.uint8)
-    starts = ends - nbytes
-    for k in range(int(nbytes.max()) if len(u) else 0):
-        live = nbytes > k
-        group = (u[live] >> (7 * k)) & 0x7F
-        more = (nbytes[live] > k + 1).astype(np.int64) << 7
-        out[starts[live] + k] = group | more
-    return out.tobytes()
 
 
 def _header(kind: Kind, vin: str, seq: int, base_ts_ms: int) -> list[Any]:
@@ -135,21 +109,21 @@ def _block(index: int, block: SignalBlock, base_ts: int) -> list[Any]:
     where = f"block {index} (signal {block.signal_id})"
     sid = _int_scalar(f"{where}: signal_id", block.signal_id, 0, MAX_COUNT + 1)
     exp = _check_scale_exp(block.scale_exp)
-    ts = _int_column(f"{where}: ts_ms", block.ts_ms)
-    raw = _int_column(f"{where}: raw", block.raw)
+    ts, raw = _int_column(f"{where}: ts_ms", block.ts_ms), _int_column(f"{where}: raw", block.raw)
     count = _check_count(where, len(ts), (len(raw),))
-    _check_range(f"{where}: ts_ms", ts, 0, TS_LIMIT)
-    _check_range(f"{where}: raw", raw, -RAW_LIMIT + 1, RAW_LIMIT)
-    ts_bin = pack_varints(zigzag(_ts_codes(ts, base_ts)))
-    return [sid, exp, count, ts_bin, pack_varints(zigzag(np.diff(raw, prepend=0)))]
+    bins = np.empty((2, count * MAX_VARINT_BYTES), dtype=np.uint8)
+    what, i, n_ts, n_raw = _signal_bins(ts, raw, base_ts, bins)
+    _raise_if_bad(where, what, i, None, ts, raw)
+    return [sid, exp, count, bins[0, :n_ts].tobytes(), bins[1, :n_raw].tobytes()]
 
 
-def _ts_codes(ts: np.ndarray, base_ts: int) -> np.ndarray:
-    """[t0 - base, t1 - t0, then delta-of-delta]: regular sampling turns into zeros."""
-    deltas = np.diff(ts, prepend=np.int64(base_ts))
-    codes = deltas.copy()
-    codes[2:] = np.diff(deltas[1:])
-    return codes
+def _raise_if_bad(where: str, what: int, i: int, ids: np.ndarray | None, ts: np.ndarray, raw: np.ndarray) -> None:
+    if what == _BAD_TS:
+        raise EncodeError(f"{where}: ts_ms[{i}]={ts[i]} is outside [0, 2**48)")
+    if what == _BAD_RAW:
+        raise EncodeError(f"{where}: raw/value[{i}]={raw[i]} is outside (-2**53, 2**53)")
+    if what == _BAD_ID:
+        raise EncodeError(f"{where}: event_id[{i}]={ids[i]} is outside [0, {MAX_COUNT}]")
 
 
 def _pack(message: list[Any]) -> bytes:
@@ -165,7 +139,7 @@ def _text(index: int, text: str) -> str:
     try:
         size = len(text.encode("utf-8"))
     except UnicodeEncodeError as exc:
-        raise EncodeError(f"text {index} is not encodable as UTF-8 (lone surrogate?)") from exc
+        raise EncodeError(f"text {index} cannot be encoded as UTF-8 (lone surrogate?)") from exc
     if size > MAX_TEXT_BYTES:
         raise EncodeError(f"text {index} is {size} UTF-8 bytes, the limit is {MAX_TEXT_BYTES}")
     return text
@@ -177,33 +151,112 @@ def _int_scalar(name: str, value: Any, lo: int, hi: int) -> int:
     except TypeError as exc:
         raise EncodeError(f"{name} must be an integer, got {type(value).__name__}") from exc
     if not lo <= v < hi:
-        raise EncodeError(f"{name}={v} is out of range [{lo}, {hi})")
+        raise EncodeError(f"{name}={v} is outside [{lo}, {hi})")
     return v
 
 
-def _int_column(name: str, values: Any) -> np.ndarray:
+def _int_column(name: str, values: ArrayLike) -> np.ndarray:
     arr = np.asarray(values)
     if arr.ndim != 1 or not (arr.dtype.kind in "iu" or arr.size == 0):
         raise EncodeError(f"{name} must be a 1-D integer array, got {arr.dtype} with shape {arr.shape}")
     if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
         raise EncodeError(f"{name} has values beyond int64")
-    return arr.astype(np.int64, copy=False)
+    return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 def _check_count(where: str, count: int, others: tuple[int, ...]) -> int:
     if any(n != count for n in others):
         raise EncodeError(f"{where}: columns differ in length ({count} vs {others})")
     if not 1 <= count <= MAX_COUNT:
-        raise EncodeError(f"{where}: count {count} is out of range [1, {MAX_COUNT}]")
+        raise EncodeError(f"{where}: count {count} is outside [1, {MAX_COUNT}]")
     return count
 
 
-def _check_range(name: str, arr: np.ndarray, lo: int, hi: int) -> None:
-    bad = (arr < lo) | (arr >= hi)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise EncodeError(f"{name}[{i}]={int(arr[i])} is out of range [{lo}, {hi})")
-
-
 def _check_scale_exp(scale_exp: int) -> int:
-    return _int_scalar("scale_exp", scale_exp, SCALE_EXP_MIN, SCALE_EXP_MAX + 1)
+    return _int_scalar("scale_exp", scale_exp, -SCALE_EXP_MAX, SCALE_EXP_MAX + 1)
+
+
+# --- kernels. numba does not inline calls between jitted functions, so the
+# LEB128 writer is spelled out in each loop rather than called per sample.
+
+
+@njit(cache=True, nogil=True)
+def _quantize(x: np.ndarray, exp: int, out: np.ndarray) -> int:
+    """Fills out; returns the first bad index (NaN, inf, |raw| >= 2**53) or -1."""
+    for i in range(len(x)):
+        y = x[i] / POW10[exp] if exp >= 0 else x[i] * POW10[-exp]
+        if not abs(y) < RAW_LIMIT:  # also catches NaN
+            return i
+        whole = np.trunc(y)
+        if abs(y - whole) >= 0.5:  # y - trunc(y) is exact, so the half-way test is too
+            whole += 1.0 if y > 0 else -1.0
+        if abs(whole) >= RAW_LIMIT:
+            return i
+        out[i] = np.int64(whole)
+    return -1
+
+
+@njit(cache=True, nogil=True)
+def _signal_bins(ts: np.ndarray, raw: np.ndarray, base: int, out: np.ndarray) -> tuple[int, int, int, int]:
+    """ts codes (t0 - base, first delta, then deltas of deltas) into out[0], raw deltas into out[1].
+
+    Returns (verdict, first bad index, ts bytes, raw bytes).
+    """
+    n_ts, n_raw = 0, 0
+    prev_t, prev_delta, prev_r = base, 0, 0
+    for i in range(len(ts)):
+        t, r = ts[i], raw[i]
+        if t < 0 or t >= TS_LIMIT:
+            return _BAD_TS, i, 0, 0
+        if r <= -RAW_LIMIT or r >= RAW_LIMIT:
+            return _BAD_RAW, i, 0, 0
+        delta = t - prev_t
+        code = delta if i < 2 else delta - prev_delta
+        prev_t, prev_delta = t, delta
+        u = (code << 1) ^ (code >> 63)
+        while u >= 0x80:
+            out[0, n_ts] = (u & 0x7F) | 0x80
+            u >>= 7
+            n_ts += 1
+        out[0, n_ts] = u
+        n_ts += 1
+        d = r - prev_r
+        prev_r = r
+        u = (d << 1) ^ (d >> 63)
+        while u >= 0x80:
+            out[1, n_raw] = (u & 0x7F) | 0x80
+            u >>= 7
+            n_raw += 1
+        out[1, n_raw] = u
+        n_raw += 1
+    return _FINE, -1, n_ts, n_raw
+
+
+@njit(cache=True, nogil=True)
+def _event_bins(
+    ids: np.ndarray, ts: np.ndarray, val: np.ndarray, base: int, out: np.ndarray
+) -> tuple[int, int, int, int, int]:
+    """ids (plain), ts deltas from the previous event (base for the first), values (not delta coded).
+
+    Returns (verdict, first bad index, id bytes, ts bytes, value bytes).
+    """
+    sizes = np.zeros(3, dtype=np.int64)
+    prev_t = base
+    for i in range(len(ids)):
+        if ids[i] < 0 or ids[i] > MAX_COUNT:
+            return _BAD_ID, i, 0, 0, 0
+        if ts[i] < 0 or ts[i] >= TS_LIMIT:
+            return _BAD_TS, i, 0, 0, 0
+        if val[i] <= -RAW_LIMIT or val[i] >= RAW_LIMIT:
+            return _BAD_RAW, i, 0, 0, 0
+        delta = ts[i] - prev_t
+        prev_t = ts[i]
+        for col, u in ((0, ids[i]), (1, (delta << 1) ^ (delta >> 63)), (2, (val[i] << 1) ^ (val[i] >> 63))):
+            n = sizes[col]
+            while u >= 0x80:
+                out[col, n] = (u & 0x7F) | 0x80
+                u >>= 7
+                n += 1
+            out[col, n] = u
+            sizes[col] = n + 1
+    return _FINE, -1, sizes[0], sizes[1], sizes[2]

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 from numba import njit
 
-from vehicle_ingest.codec._encode import MAX_COUNT, MAX_TEXT_BYTES, POW10, RAW_LIMIT, SCALE_EXP_MAX, TS_LIMIT
+from vehicle_ingest.codec._limits import MAX_COUNT, MAX_TEXT_BYTES, POW10, RAW_LIMIT, SCALE_EXP_MAX, TS_LIMIT
 from vehicle_ingest.codec._types import (
     FORMAT_VERSION,
     MAX_PAYLOAD_BYTES,
@@ -387,9 +387,7 @@ def _events_body(
 
 
 @njit(cache=True, nogil=True)
-def _header(
-    buf: np.ndarray, start: int, end: int, row: int, info: np.ndarray, vin: np.ndarray
-) -> tuple[int, int]:
+def _header(buf: np.ndarray, start: int, end: int, row: int, info: np.ndarray, vin: np.ndarray) -> tuple[int, int]:
     """Header fields, in wire order: (status, error offset) on failure, (OK, body offset) when fine."""
     n_fields, p = _read_len(buf, start, end, _ARRAY)
     if p < 0 or n_fields == 0:
@@ -480,9 +478,7 @@ def _kernel(
             info[row, _ERROR] = 0
             continue
         start = offs[row]
-        status, err = _parse_message(
-            buf, start, offs[row + 1], row, info, vin, write, out_start[row], s_cols, e_cols
-        )
+        status, err = _parse_message(buf, start, offs[row + 1], row, info, vin, write, out_start[row], s_cols, e_cols)
         info[row, _STATUS] = status
         info[row, _ERROR] = err - start if err >= 0 else -1
 

@@ -16,7 +16,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vehicle_ingest.codec._encode import MAX_COUNT, MAX_TEXT_BYTES, POW10, RAW_LIMIT, SCALE_EXP_MAX, TS_LIMIT
+from vehicle_ingest.codec._limits import (
+    MAX_COUNT,
+    MAX_TEXT_BYTES,
+    MAX_VARINT_BYTES,
+    POW10,
+    RAW_LIMIT,
+    SCALE_EXP_MAX,
+    TS_LIMIT,
+)
 from vehicle_ingest.codec._types import (
     FORMAT_VERSION,
     MAX_PAYLOAD_BYTES,
@@ -34,7 +42,7 @@ __all__ = ["decode_reference"]
 HEADER_FIELDS = 6
 BLOCK_FIELDS = 5
 EVENTS_FIELDS = 5
-MAX_VARINT_BYTES = 8
+MAX_ERROR_OFFSET = 2**31 - 1
 
 # msgpack type bytes -> size of the big-endian length/value that follows.
 _UINT = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
@@ -175,7 +183,7 @@ def _varints(data: bytes, start: int, end: int, count: int) -> Iterator[tuple[in
         raise _RejectError(Status.MALFORMED, pos)
 
 
-def unzigzag(u: int) -> int:
+def _unzigzag(u: int) -> int:
     return (u >> 1) ^ -(u & 1)
 
 
@@ -191,7 +199,7 @@ def _check_raw(r: int, offset: int) -> int:
     return r
 
 
-def scale(raw: int, scale_exp: int) -> float:
+def _scale(raw: int, scale_exp: int) -> float:
     # Division for negative exponents: 1234 / 10.0 is exactly 123.4, 1234 * 0.1 is not.
     return float(raw) * POW10[scale_exp] if scale_exp >= 0 else float(raw) / POW10[-scale_exp]
 
@@ -201,7 +209,7 @@ def _signal_timestamps(data: bytes, span: tuple[int, int], count: int, base_ts: 
     out = []
     t, delta = base_ts, 0
     for i, (offset, u) in enumerate(_varints(data, *span, count)):
-        delta = unzigzag(u) if i < 2 else delta + unzigzag(u)
+        delta = _unzigzag(u) if i < 2 else delta + _unzigzag(u)
         t = _check_ts(t + delta, offset)
         out.append(t)
     return out
@@ -211,7 +219,7 @@ def _signal_raws(data: bytes, span: tuple[int, int], count: int) -> list[int]:
     out = []
     r = 0
     for offset, u in _varints(data, *span, count):
-        r = _check_raw(r + unzigzag(u), offset)
+        r = _check_raw(r + _unzigzag(u), offset)
         out.append(r)
     return out
 
@@ -230,7 +238,7 @@ def _signals_body(cur: _Cursor, msg: _Message, body_offset: int) -> None:
             raise cur.fail(count_start)
         ts = _signal_timestamps(cur.data, cur.bin_span(), count, msg.base_ts)
         raws = _signal_raws(cur.data, cur.bin_span(), count)
-        msg.samples.extend((signal_id, t, scale(r, scale_exp)) for t, r in zip(ts, raws, strict=True))
+        msg.samples.extend((signal_id, t, _scale(r, scale_exp)) for t, r in zip(ts, raws, strict=True))
     _finish(cur, body_offset, empty=n_blocks == 0)
 
 
@@ -245,9 +253,9 @@ def _events_body(cur: _Cursor, msg: _Message, body_offset: int) -> None:
         ids.append(u)
     ts, t = [], msg.base_ts
     for offset, u in _varints(cur.data, *cur.bin_span(), count):
-        t = _check_ts(t + unzigzag(u), offset)
+        t = _check_ts(t + _unzigzag(u), offset)
         ts.append(t)
-    values = [_check_raw(unzigzag(u), offset) for offset, u in _varints(cur.data, *cur.bin_span(), count)]
+    values = [_check_raw(_unzigzag(u), offset) for offset, u in _varints(cur.data, *cur.bin_span(), count)]
     texts = _texts(cur, count)
     msg.events.extend(zip(ids, ts, values, texts, strict=True))
     _finish(cur, body_offset, empty=count == 0)
@@ -321,6 +329,8 @@ def _decode_one(payload: bytes, max_payload_bytes: int) -> _Message:
 
 def decode_reference(payloads: Sequence[bytes], max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> DecodedBatch:
     """Decode every payload; same output as `decode`, bit for bit."""
+    if max_payload_bytes > MAX_ERROR_OFFSET:
+        raise ValueError(f"max_payload_bytes must be <= {MAX_ERROR_OFFSET} (error offsets are int32)")
     msgs = [_decode_one(p, max_payload_bytes) for p in payloads]
     return DecodedBatch(_message_columns(msgs), _sample_columns(msgs), _event_columns(msgs))
 

@@ -54,7 +54,7 @@ class MessageColumns:
     """One row per input payload, in input order."""
 
     status: np.ndarray  # uint8, a Status value
-    error_offset: np.ndarray  # int32, byte offset where parsing failed (-1 when OK or not parsed)
+    error_offset: np.ndarray  # int32, byte offset where parsing failed (-1 when OK; 0 for OVERSIZE)
     kind: np.ndarray  # uint8, a Kind value (0 when not parsed)
     vin: np.ndarray  # dtype 'S17'; b"" when the header was not parsed
     seq: np.ndarray  # uint64
