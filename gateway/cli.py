@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
@@ -29,7 +30,10 @@ def _gateway(args: argparse.Namespace) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     from simulators.fleet import FleetSpec, simulate_fleet
     from simulators.publisher import publish
+    from simulators.truth import truth_document
     from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
+    from vehicle_ingest.owners import write_registry
+    from vehicle_ingest.tags.definitions import load_tag_definitions
 
     end_ms = time.time_ns() // 1_000_000 if args.end_ms is None else args.end_ms
     spec = FleetSpec(
@@ -40,14 +44,42 @@ def _simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         message_s=args.message_s,
     )
-    messages = simulate_fleet(spec, load_signal_catalog(), load_event_catalog())
-    log.info("simulated %d messages for %d vehicles", len(messages), args.vehicles)
+    fleet = simulate_fleet(spec, load_signal_catalog(), load_event_catalog())
+    log.info("simulated %d messages for %d vehicles", len(fleet.messages), args.vehicles)
+    if args.owners:
+        write_registry(Path(args.owners), fleet.ownership)
+    messages = fleet.messages
+    if args.duplicate_shuffle:
+        messages = _duplicated_and_shuffled(messages, args.seed)
     totals = publish(messages, args.mqtt_url, speedup=args.speedup, connections=args.connections)
-    truth = totals.as_dict()
+    summary = totals.as_dict()
+    if args.duplicate_shuffle:  # what the broker acked counts copies; the truth is the distinct messages
+        summary.update(_distinct_totals(fleet.messages))
     if args.truth:
-        Path(args.truth).write_text(json.dumps(truth, indent=2) + "\n")
-    print(json.dumps(truth))
+        document = {**summary, **truth_document(fleet, load_tag_definitions(), end_ms)}
+        Path(args.truth).write_text(json.dumps(document, indent=1) + "\n")
+    print(json.dumps(summary))
     return 0 if totals.failed == 0 else 1
+
+
+def _duplicated_and_shuffled(messages: list, seed: int) -> list:
+    """Every message once, a fifth of them twice, in a locally shuffled order (late and out of order)."""
+    import random
+
+    rng = random.Random(seed)
+    doubled = list(messages) + [m for m in messages if rng.random() < 0.2]
+    keys = [i + rng.uniform(-500, 500) for i in range(len(doubled))]
+    keys[len(messages) :] = [rng.uniform(0, len(messages)) for _ in doubled[len(messages) :]]
+    return [m for _, m in sorted(zip(keys, doubled, strict=True), key=lambda x: x[0])]
+
+
+def _distinct_totals(messages: list) -> dict:
+    return {
+        "messages": len(messages),
+        "samples": sum(m.samples for m in messages),
+        "events": sum(m.events for m in messages),
+        "value_sum": sum(m.value_sum for m in messages),
+    }
 
 
 def _http_json(url: str, body: bytes | None = None) -> Any:
@@ -100,6 +132,66 @@ def _sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tag_cycle(store: Any) -> Any:
+    from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
+    from vehicle_ingest.tags import TagCycle, load_tag_definitions
+
+    return TagCycle(store, load_signal_catalog(), load_event_catalog(), load_tag_definitions())
+
+
+def _tags(args: argparse.Namespace) -> int:
+    now_ms = time.time_ns() // 1_000_000 if args.as_of_ms is None else args.as_of_ms
+    if args.gateway:
+        base = args.gateway.rstrip("/")
+        result = _http_json(base + "/api/tags") if args.show else _http_json(base + "/api/tags/run", b"")
+        print(json.dumps(result))
+        return 0
+    store = _open_store(args.store)
+    try:
+        store.migrate()
+        cycle = _tag_cycle(store)
+        if args.show:
+            print(json.dumps(cycle.show(now_ms)))
+            return 0
+        report = cycle.run(now_ms)
+        report["delivered"] = asyncio.run(_deliver_once(store, args.cdp))
+        print(json.dumps(report))
+    finally:
+        store.close()
+    return 0
+
+
+async def _deliver_once(store: Any, urls: list[str]) -> int:
+    from prometheus_client import CollectorRegistry
+
+    from vehicle_ingest.cdp import Deliverer, Outbox, sink_from_url
+
+    if not urls:
+        return 0
+
+    async def run_store(fn: Any, *a: Any) -> Any:
+        return fn(*a)
+
+    sinks = [sink_from_url(u) for u in urls]
+    return await Deliverer(Outbox(store), sinks, CollectorRegistry(), run_store).deliver_once()
+
+
+def _owners(args: argparse.Namespace) -> int:
+    from vehicle_ingest.owners import read_registry, save_registry
+
+    rows = read_registry(Path(args.file))
+    if args.gateway:
+        print(json.dumps(_http_json(args.gateway.rstrip("/") + "/api/owners", Path(args.file).read_bytes())))
+        return 0
+    store = _open_store(args.store)
+    try:
+        store.migrate()
+        print(json.dumps({"loaded": save_registry(store, rows)}))
+    finally:
+        store.close()
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
@@ -127,7 +219,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, default=1)
     sim.add_argument("--connections", type=int, default=1)
     sim.add_argument("--end-ms", type=int, default=None, help="end of the simulated window (default: now)")
-    sim.add_argument("--truth", help="write what the broker acknowledged to this JSON file")
+    sim.add_argument("--truth", help="write what the broker acknowledged, expected tags and trips to this JSON file")
+    sim.add_argument("--owners", help="write the fleet's owner registry (CSV) to this file")
+    sim.add_argument("--duplicate-shuffle", action="store_true", help="send a fifth twice, out of order")
     sim.add_argument("--mqtt-url", default=env("VI_MQTT_URL", "mqtt://127.0.0.1:1883"))
     sim.set_defaults(func=_simulate)
 
@@ -137,6 +231,22 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--gateway", default=env("VI_GATEWAY_URL"), help="ask a running gateway over HTTP")
         if name == "sql":
             p.add_argument("query")
+        p.set_defaults(func=func)
+
+    tags = sub.add_parser("tags", help="fold new data into features, emit tag changes, deliver them once")
+    tags.add_argument("--show", action="store_true", help="print current tags as JSON {owner_id: [tag, ...]}")
+    tags.add_argument(
+        "--cdp",
+        action="append",
+        default=[u for u in env("VI_CDP_URLS", "").split(",") if u],
+        help="sink URL (repeatable; env VI_CDP_URLS, comma-separated)",
+    )
+    tags.add_argument("--as-of-ms", type=int, default=None, help="evaluate as of this instant (default: now)")
+    owners = sub.add_parser("owners", help="load an owner registry (CSV or JSON)")
+    owners.add_argument("file")
+    for p, func in ((tags, _tags), (owners, _owners)):
+        p.add_argument("--store", default=env("VI_STORE", "chdb://.vi-data/store"))
+        p.add_argument("--gateway", default=env("VI_GATEWAY_URL"), help="ask a running gateway over HTTP")
         p.set_defaults(func=func)
 
     demo = sub.add_parser("demo", help="broker + gateway + simulated fleet, then a summary")

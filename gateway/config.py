@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+from urllib.parse import urlsplit
 
 from vehicle_ingest.errors import ConfigError
 
@@ -33,10 +34,18 @@ class GatewayConfig:
     max_payload_bytes: int = 256 * 1024
     max_past_s: int = 90 * 86_400
     max_future_s: int = 300
-    backlog_limit: int = 1900  # /readyz turns false above this many unacked messages
+    stall_timeout_s: int = 30  # /readyz turns false when messages wait this long without a batch being stored
+    stop_timeout_s: int = 15  # on SIGTERM with a failing store: give up (unacked, exit 75) after this long
+    tags_interval_s: int = 300  # feature jobs + tag engine every N seconds; 0 turns the schedule off
+    cdp_urls: str = ""  # comma-separated sink URLs (schemas/CDP.md); empty: changes stay in the outbox
+    cdp_allow_vin: int = 0  # 1 lets VINs reach the CDP (never raw coordinates)
+    deliver_interval_s: int = 5
 
     def check(self) -> GatewayConfig:
         positive = (
+            "stall_timeout_s",
+            "stop_timeout_s",
+            "deliver_interval_s",
             "http_port",
             "session_expiry_s",
             "receive_max",
@@ -46,7 +55,6 @@ class GatewayConfig:
             "max_payload_bytes",
             "max_past_s",
             "max_future_s",
-            "backlog_limit",
         )
         for key in positive:
             if getattr(self, key) <= 0:
@@ -55,6 +63,14 @@ class GatewayConfig:
             raise ConfigError("http_port", f"must be a TCP port (1-65535), got {self.http_port}")
         if self.receive_max > 65535:
             raise ConfigError("receive_max", f"MQTT 5 allows at most 65535, got {self.receive_max}")
+        if self.tags_interval_s < 0:
+            raise ConfigError("tags_interval_s", f"must be >= 0 (0 turns the schedule off), got {self.tags_interval_s}")
+        if self.cdp_allow_vin not in (0, 1):
+            raise ConfigError("cdp_allow_vin", f"must be 0 or 1, got {self.cdp_allow_vin}")
+        if self.batch_max_messages > _MAX_BATCH_MESSAGES:
+            raise ConfigError(
+                "batch_max_messages", f"{self.batch_max_messages} exceeds {_MAX_BATCH_MESSAGES} (one insert per batch)"
+            )
         if self.batch_max_messages > self.receive_max:
             raise ConfigError(
                 "batch_max_messages",
@@ -62,11 +78,23 @@ class GatewayConfig:
             )
         if not self.store.startswith(("chdb://", "http://", "https://")):
             raise ConfigError("store", f"{self.store!r}: use chdb:///path or http(s)://host:port")
-        if not self.mqtt_url.startswith(("mqtt://", "mqtts://")):
-            raise ConfigError("mqtt_url", f"{self.mqtt_url!r}: use mqtt://host:port or mqtts://host:port")
+        _check_mqtt_url(self.mqtt_url)
         if "/" in self.share_group or "+" in self.share_group or "#" in self.share_group:
             raise ConfigError("share_group", f"{self.share_group!r} may not contain '/', '+' or '#'")
         return self
+
+
+_MAX_BATCH_MESSAGES = 20_000
+
+
+def _check_mqtt_url(url: str) -> None:
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ConfigError("mqtt_url", f"{url!r}: the port is not a number in 1-65535") from None
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or port == 0:
+        raise ConfigError("mqtt_url", f"{url!r}: use mqtt://host:port or mqtts://host:port")
 
 
 def _env_name(key: str) -> str:

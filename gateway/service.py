@@ -1,18 +1,22 @@
 """The running gateway: MQTT source → batches → ingest (decode, validate, store) → ack.
 
-One asyncio loop supervises named tasks under a TaskGroup. Store work runs on
-one dedicated thread so the embedded engine is never used concurrently and
-the loop keeps receiving while a batch is being written.
+One asyncio loop supervises named tasks under a TaskGroup: ingest, the tag
+schedule and CDP delivery. Store work runs on one dedicated thread so the
+embedded engine is never used concurrently and the loop keeps receiving
+while a batch is being written.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -20,21 +24,31 @@ from gateway.config import GatewayConfig
 from gateway.http import HttpServer, Response
 from gateway.mqtt_source import Delivery, MqttSettings, MqttSource
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
+from vehicle_ingest.cdp import Deliverer, Outbox, sink_from_url
 from vehicle_ingest.errors import StoreError
 from vehicle_ingest.ingest import Ingestor, IngestOutcome, IngestPolicy
 from vehicle_ingest.metrics import Metrics
+from vehicle_ingest.owners import parse_registry, save_registry
 from vehicle_ingest.storage import Store
+from vehicle_ingest.tags import TagCycle, load_tag_definitions
 from vehicle_ingest.validate import SkewPolicy
 
-__all__ = ["Gateway", "run_gateway"]
+__all__ = ["EXIT_GAVE_UP", "Gateway", "run_gateway"]
 
 log = logging.getLogger(__name__)
 
+EXIT_GAVE_UP = 75  # EX_TEMPFAIL: stopped with a batch not stored (and so not acked)
 _RETRY_MAX_S = 10.0
+_API_SETTINGS = {"readonly": 1, "max_execution_time": 30}
+T = TypeVar("T")
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class _GaveUpError(Exception):
+    """Stopping while the store keeps failing: leave the batch unacked for redelivery."""
 
 
 class Gateway:
@@ -48,15 +62,22 @@ class Gateway:
             max_payload_bytes=config.max_payload_bytes,
             skew=SkewPolicy(config.max_past_s * 1000, config.max_future_s * 1000),
         )
-        self._ingestor = Ingestor(store, load_signal_catalog(), load_event_catalog(), self._metrics, policy)
+        signals, events = load_signal_catalog(), load_event_catalog()
+        self._ingestor = Ingestor(store, signals, events, self._metrics, policy)
+        self._cycle = TagCycle(store, signals, events, load_tag_definitions())
         self._stopping = asyncio.Event()
         self._store_ok = True
+        self._last_progress = time.monotonic()
+        self.exit_code = 0
         self.source: MqttSource | None = None
         self.http: HttpServer | None = None
 
     # -- lifecycle ---------------------------------------------------------
 
     def request_stop(self) -> None:
+        if self._stopping.is_set():
+            log.warning("second stop signal: exiting now; unacked messages will be redelivered")
+            os._exit(EXIT_GAVE_UP)
         log.info("stop requested: flushing what was received, then exiting")
         self._stopping.set()
 
@@ -70,6 +91,10 @@ class Gateway:
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._ingest_loop(), name="ingest")
+                if self.config.tags_interval_s > 0:
+                    tasks.create_task(self._tags_loop(), name="tags")
+                if self.config.cdp_urls.strip():
+                    tasks.create_task(self._deliverer().run(self._stopping, self.config.deliver_interval_s), name="cdp")
         finally:
             self.source.close()
             await self.http.close()
@@ -85,7 +110,11 @@ class Gateway:
             receive_max=c.receive_max,
         )
 
-    # -- batching ------------------------------------------------------------
+    async def run_store(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn` on the store thread: the embedded engine is never used from two threads at once."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # -- ingest ------------------------------------------------------------------
 
     async def _ingest_loop(self) -> None:
         assert self.source is not None
@@ -94,7 +123,11 @@ class Gateway:
                 self.source.stop_accepting()
             batch = await self._collect(self.source.queue)
             if batch:
-                await self._process(batch)
+                try:
+                    await self._process(batch)
+                except _GaveUpError:
+                    self.exit_code = EXIT_GAVE_UP
+                    return
             elif self._stopping.is_set() and self.source.queue.empty():
                 return
 
@@ -126,25 +159,59 @@ class Gateway:
         payloads = [d.payload for d in batch]
         outcome = await self._ingest_with_retry(topics, payloads)
         self.source.settle(batch)
+        self._last_progress = time.monotonic()
         if outcome.rejected:
             log.info("rejected %s", dict(outcome.rejected))
 
     async def _ingest_with_retry(self, topics: list[str], payloads: list[bytes]) -> IngestOutcome:
         """Retry until stored: the store's identity check makes each attempt idempotent."""
-        loop = asyncio.get_running_loop()
         delay = 0.2
+        give_up_at: float | None = None
         while True:
             try:
-                outcome = await loop.run_in_executor(self._executor, self._ingestor.ingest, topics, payloads, _now_ms())
+                outcome = await self.run_store(self._ingestor.ingest, topics, payloads, _now_ms())
             except StoreError as exc:
                 self._store_ok = False
                 self._metrics.store_errors.inc()
                 log.error("store failed, batch not acked, retrying in %.1fs: %s", delay, exc)
-                await asyncio.sleep(delay)
+                if self._stopping.is_set():
+                    give_up_at = give_up_at or time.monotonic() + self.config.stop_timeout_s
+                    if time.monotonic() >= give_up_at:
+                        log.error("stopping with %d messages not stored: they stay unacked for redelivery", len(topics))
+                        raise _GaveUpError from exc
+                await self._sleep_unless_stopping(delay)
                 delay = min(delay * 2, _RETRY_MAX_S)
                 continue
             self._store_ok = True
             return outcome
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    # -- tags and CDP ----------------------------------------------------------
+
+    async def _tags_loop(self) -> None:
+        while not self._stopping.is_set():
+            await self._sleep_unless_stopping(self.config.tags_interval_s)
+            if self._stopping.is_set():
+                return
+            try:
+                report = await self.run_store(self._cycle.run, _now_ms())
+            except StoreError as exc:
+                log.error("tag cycle failed (retried next interval): %s", exc)
+                continue
+            self._metrics.tag_changes.labels("added").inc(report["tags"]["added"])
+            self._metrics.tag_changes.labels("removed").inc(report["tags"]["removed"])
+            log.info("tag cycle: %s", report)
+
+    def _deliverer(self) -> Deliverer:
+        sinks = [
+            sink_from_url(u.strip(), allow_vin=bool(self.config.cdp_allow_vin))
+            for u in self.config.cdp_urls.split(",")
+            if u.strip()
+        ]
+        return Deliverer(Outbox(self._store), sinks, self._registry, self.run_store)
 
     # -- HTTP -----------------------------------------------------------------
 
@@ -155,6 +222,9 @@ class Gateway:
             ("GET", "/readyz"): self._readyz,
             ("GET", "/api/stats"): self._stats_route,
             ("POST", "/api/sql"): self._sql_route,
+            ("GET", "/api/tags"): self._tags_show_route,
+            ("POST", "/api/tags/run"): self._tags_run_route,
+            ("POST", "/api/owners"): self._owners_route,
         }
 
     async def _metrics_route(self, _body: bytes) -> Response:
@@ -164,11 +234,12 @@ class Gateway:
         return Response.json(200, {"status": "alive"})
 
     def readiness(self) -> dict[str, bool]:
-        unacked = self.source.unacked if self.source else 0
+        waiting = bool(self.source and self.source.unacked > 0)
+        stalled = waiting and time.monotonic() - self._last_progress > self.config.stall_timeout_s
         return {
             "broker_connected": bool(self.source and self.source.connected),
             "store_writable": self._store_ok,
-            "backlog_ok": unacked <= self.config.backlog_limit,
+            "ingest_flowing": not stalled,
         }
 
     async def _readyz(self, _body: bytes) -> Response:
@@ -176,31 +247,42 @@ class Gateway:
         return Response.json(200 if all(checks.values()) else 503, {"ready": all(checks.values()), **checks})
 
     async def _stats_route(self, _body: bytes) -> Response:
-        stats = await asyncio.get_running_loop().run_in_executor(self._executor, self._store.stats)
-        return Response.json(200, stats)
+        return Response.json(200, await self.run_store(self._store.stats))
 
     async def _sql_route(self, body: bytes) -> Response:
-        sql = body.decode("utf-8")
-        names, rows = await asyncio.get_running_loop().run_in_executor(self._executor, self._store.query, sql)
+        names, rows = await self.run_store(self._store.query, body.decode("utf-8"), None, _API_SETTINGS)
         return Response.json(200, {"columns": names, "rows": rows})
+
+    async def _tags_show_route(self, _body: bytes) -> Response:
+        return Response.json(200, await self.run_store(self._cycle.show, _now_ms()))
+
+    async def _tags_run_route(self, _body: bytes) -> Response:
+        return Response.json(200, await self.run_store(self._cycle.run, _now_ms()))
+
+    async def _owners_route(self, body: bytes) -> Response:
+        rows = parse_registry(body.decode("utf-8"), "request body")
+        return Response.json(200, {"loaded": await self.run_store(save_registry, self._store, rows)})
 
 
 def run_gateway(config: GatewayConfig) -> int:
-    """Open the store, migrate, serve until SIGTERM/SIGINT; exit code 0 after a clean flush."""
+    """Open the store, migrate, serve until SIGTERM/SIGINT; 0 after a clean flush, 75 if a batch was left unacked."""
     store = Store.open(config.store)
     applied = store.migrate()
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
+    code = 0
 
     async def main() -> None:
+        nonlocal code
         gateway = Gateway(config, store, CollectorRegistry())
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, gateway.request_stop)
         await gateway.run()
+        code = gateway.exit_code
 
     try:
         asyncio.run(main())
     finally:
         store.close()
-    return 0
+    return code

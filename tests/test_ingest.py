@@ -41,15 +41,6 @@ def test_migrations_are_idempotent(store):
     assert {"signals", "events", "dead_letters", "schema_migrations"} <= names
 
 
-def test_rows_are_readable_as_soon_as_ingest_returns(ingestor, store):
-    out = _ingest(ingestor, [speed_message("SMXSYNC0000000001", 1, n=25)])
-    assert out.stored == 1 and out.samples == 25
-    # The gateway acks right after ingest returns, so the rows must be readable now.
-    # (chDB does not buffer async inserts; against a server, the store's
-    # explicit async_insert=0 is what keeps this true.)
-    assert store.rows("SELECT count() FROM signals")[0][0] == 25
-
-
 def test_same_identity_twice_in_one_batch_is_stored_once(ingestor, store):
     m = speed_message("SMXBATCHDUP000001", 7)
     out = _ingest(ingestor, [m, m, m])
@@ -80,3 +71,30 @@ def test_values_round_trip_exactly(ingestor, store):
     _ingest(ingestor, [m])
     got = [r[0] for r in store.rows("SELECT value FROM signals ORDER BY ts")]
     assert got == [0.0, 0.1, -0.1, 123.4, 299.9]
+
+
+def test_rejected_copy_never_shadows_a_valid_message_with_the_same_identity(ingestor, store):
+    vin = "SMXSHADW000000001"
+    impostor = speed_message(vin, 1, topic_vin="SMXSHADW000000002")  # rejected: vin_mismatch
+    valid = speed_message(vin, 1, base_ts=now_ms() - 120_000)
+    out = _ingest(ingestor, [impostor, valid])
+    assert (out.stored, out.duplicates) == (1, 0)
+    assert out.rejected == {"vin_mismatch": 1}
+    assert store.stats()["samples"] == valid.samples
+
+
+def test_reused_sequence_number_inside_one_batch_is_rejected(ingestor, store):
+    vin = "SMXREUSEBATCH0001"
+    first = speed_message(vin, 1, base_ts=now_ms() - 600_000)
+    other = speed_message(vin, 1, base_ts=now_ms() - 60_000)
+    out = _ingest(ingestor, [first, other, first])
+    assert (out.stored, out.duplicates) == (1, 1)
+    assert out.rejected == {"seq_reused": 1}
+
+
+def test_identity_lookup_handles_batches_larger_than_one_query(ingestor, store):
+    vin = "SMXLARGEBATCH0001"
+    batch = [speed_message(vin, (7 << 32) | seq, n=1) for seq in range(5000)]
+    assert _ingest(ingestor, batch).stored == 5000
+    again = _ingest(ingestor, batch)
+    assert (again.stored, again.duplicates) == (0, 5000)

@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS signals
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(received_at)
-ORDER BY (vin, signal_id, ts);
+ORDER BY (vin, signal_id, ts)
+SETTINGS fsync_after_insert = 1, fsync_part_directory = 1;  -- acked must survive a power cut, not just kill -9
 
 CREATE TABLE IF NOT EXISTS events
 (
@@ -43,7 +44,8 @@ CREATE TABLE IF NOT EXISTS events
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(received_at)
-ORDER BY (vin, ts, event_id);
+ORDER BY (vin, ts, event_id)
+SETTINGS fsync_after_insert = 1, fsync_part_directory = 1;
 
 -- Rejected messages, with the reason and the first bytes of the payload.
 -- Replacing on (topic, payload_hash): a rejected message redelivered after a
@@ -62,4 +64,5 @@ CREATE TABLE IF NOT EXISTS dead_letters
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(received_at)
-ORDER BY (topic, payload_hash);
+ORDER BY (topic, payload_hash)
+SETTINGS fsync_after_insert = 1, fsync_part_directory = 1;

@@ -48,13 +48,24 @@ class _Identities:
     first: np.ndarray  # bool: first copy of its (vin, seq) in this batch
 
 
-def _identities(batch: DecodedBatch) -> _Identities:
+def _identities(batch: DecodedBatch, reason: np.ndarray) -> _Identities:
+    """Distinct VINs, and the first accepted copy of each (vin, seq) in the batch.
+
+    Only accepted messages compete for "first copy": a rejected message
+    (say, a VIN that does not match its topic) must never shadow a valid
+    one. A later copy with other content is a reused sequence number.
+    """
     m = batch.messages
     distinct, vin_index = np.unique(m.vin, return_inverse=True)
-    keys = np.empty(len(m), dtype=[("v", np.int64), ("s", np.uint64)])
-    keys["v"], keys["s"] = vin_index, m.seq
+    ok = np.flatnonzero(reason == Reason.OK)
+    keys = np.empty(len(ok), dtype=[("v", np.int64), ("s", np.uint64)])
+    keys["v"], keys["s"] = vin_index[ok], m.seq[ok]
+    _, first_pos, inverse = np.unique(keys, return_index=True, return_inverse=True)
     first = np.zeros(len(m), dtype=bool)
-    first[np.unique(keys, return_index=True)[1]] = True
+    first[ok[first_pos]] = True
+    original = ok[first_pos][inverse.reshape(-1)]
+    conflict = (m.ts_min[ok] != m.ts_min[original]) | (m.n_items[ok] != m.n_items[original])
+    reason[ok[conflict]] = Reason.SEQ_REUSED
     return _Identities([v.decode("ascii", "replace") for v in distinct], vin_index.astype(np.int32), first)
 
 
@@ -84,7 +95,7 @@ class Ingestor:
         batch = decode(payloads, self._policy.max_payload_bytes)
         topic_cols = parse_topics(topics)
         reason = validate(topic_cols, batch, self._signals, self._events, now_ms, self._policy.skew)
-        ids = _identities(batch)
+        ids = _identities(batch, reason)
         decoded_at = perf_counter()
         self._metrics.decode_seconds.observe(decoded_at - started)
 

@@ -26,6 +26,7 @@ class Metrics:
     identity_violations: Counter
     store_errors: Counter
     reconnects: Counter
+    tag_changes: Counter
     unacked: Gauge
     connected: Gauge
     batch_messages: Histogram
@@ -57,6 +58,7 @@ class Metrics:
             ),
             store_errors=counter("store_errors", "Failed store operations (the batch is retried, not acked)."),
             reconnects=counter("mqtt_reconnects", "MQTT connections established after the first."),
+            tag_changes=counter("tag_changes", "Tag changes emitted to the CDP outbox.", ("action",)),
             unacked=gauge("unacked_messages", "Messages received and not yet acked to the broker."),
             connected=gauge("mqtt_connected", "1 while connected to the broker."),
             batch_messages=histogram("batch_messages", "Messages per ingested batch.", _SIZE_BUCKETS),

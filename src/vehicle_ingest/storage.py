@@ -35,6 +35,9 @@ _INSERT_SETTINGS = {
 }
 
 
+_LOOKUP_CHUNK = 2000  # identities per lookup query (about 60 KB of query text)
+
+
 def default_migrations_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "schemas" / "clickhouse"
 
@@ -159,9 +162,11 @@ class Store:
     def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return self.query(sql, parameters)[1]
 
-    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> tuple[list[str], list[tuple]]:
+    def query(
+        self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
+    ) -> tuple[list[str], list[tuple]]:
         try:
-            result = self._client.query(sql, parameters=parameters)
+            result = self._client.query(sql, parameters=parameters, settings=settings)
         except Exception as exc:
             raise StoreError(f"{_first_line(sql)}: {exc}") from exc
         return list(result.column_names), [tuple(r) for r in result.result_rows]
@@ -187,12 +192,15 @@ class Store:
             " WHERE (vin, seq) IN %(ids)s GROUP BY vin, seq"
         )
         position = {ident: i for i, ident in enumerate(ids)}
-        for table in ("signals", "events"):
-            for vin, s, ts_min, count in self.rows(sql.format(t=table), {"ids": ids}):
-                i = position[(vin, int(s))]
-                known.found[i] = True
-                known.ts_min[i] = ts_min
-                known.n_items[i] += count
+        # Chunked: the identities travel in the query text, which max_query_size caps.
+        for lo in range(0, n, _LOOKUP_CHUNK):
+            chunk = ids[lo : lo + _LOOKUP_CHUNK]
+            for table in ("signals", "events"):
+                for vin, s, ts_min, count in self.rows(sql.format(t=table), {"ids": chunk}):
+                    i = position[(vin, int(s))]
+                    known.found[i] = True
+                    known.ts_min[i] = ts_min
+                    known.n_items[i] += count
         return known
 
     def insert_signals(self, rows: SignalRows) -> None:
@@ -246,6 +254,15 @@ class Store:
             }
         )
         self._insert_arrow("dead_letters", table)
+
+    def insert_rows(self, table: str, column_names: list[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Row-wise insert for small derived tables (features, state); never for samples."""
+        if not rows:
+            return
+        try:
+            self._client.insert(table, [list(r) for r in rows], column_names=column_names, settings=_INSERT_SETTINGS)
+        except Exception as exc:
+            raise StoreError(f"insert into {table} failed: {exc}") from exc
 
     def _insert_arrow(self, name: str, table: pa.Table) -> None:
         try:

@@ -1,0 +1,157 @@
+"""Ground truth of a simulated fleet: owner features and tags, derived from what the vehicles sent.
+
+This is an independent, plain-Python statement of the owner features that
+`vehicle_ingest.tags.owner_features` computes in ClickHouse, applied to the
+simulator's own record (`VehicleTruth`) instead of the store. The tag rules
+are the same definitions the engine runs, evaluated with `Rule.holds`.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from simulators.fleet import DAY_MS, Fleet, TripTruth, VehicleTruth
+from vehicle_ingest.owners import Ownership
+from vehicle_ingest.tags.definitions import COCKPIT_FEATURES, TagDefinition
+
+__all__ = ["owner_features", "truth_document", "truth_tags"]
+
+_D28, _D56 = 28 * DAY_MS, 56 * DAY_MS
+_MAINTENANCE = {
+    "service_km": ["Vehicle.Service.DistanceToService"],
+    "service_s": ["Vehicle.Service.TimeToService"],
+    "tyre_kpa_min": [f"Vehicle.Chassis.Axle.Row{r}.Wheel.{s}.Tire.Pressure" for r in (1, 2) for s in ("Left", "Right")],
+    "battery_12v_min": ["Vehicle.LowVoltageBattery.CurrentVoltage"],
+}
+
+
+class _Owners:
+    def __init__(self, rows: Sequence[Ownership], as_of_ms: int) -> None:
+        self.by_vin: dict[str, list[Ownership]] = defaultdict(list)
+        for r in sorted(rows, key=lambda r: r.valid_from_ms):
+            self.by_vin[r.vin].append(r)
+        self.current = {vin: self.at(vin, as_of_ms) for vin in self.by_vin}
+        self.current = {vin: o for vin, o in self.current.items() if o is not None}
+        since: dict[str, int] = {}
+        for vin, owner in self.current.items():
+            for r in self.by_vin[vin]:
+                if r.owner_id == owner and r.valid_from_ms <= as_of_ms:
+                    since[owner] = min(since.get(owner, r.valid_from_ms), r.valid_from_ms)
+        self.since = since
+
+    def at(self, vin: str, ts: int) -> str | None:
+        owner = None
+        for r in self.by_vin.get(vin, []):
+            if r.valid_from_ms <= ts:
+                owner = r.owner_id
+        return owner
+
+
+def _local(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _trip_features(trips: list[TripTruth], t: int) -> dict[str, Any]:
+    w28 = [x for x in trips if x.start_ms >= t - _D28]
+    prev = [x for x in trips if t - _D56 <= x.start_ms < t - _D28]
+    km28 = sum(x.km for x in w28)
+    night = sum((x.night_km / x.speed_km if x.speed_km > 0 else 0.0) * x.km for x in w28)
+    days: dict[Any, list[bool]] = defaultdict(lambda: [False, False])
+    for x in w28:
+        local = _local(x.start_ms + x.offset_min * 60_000)
+        if local.isoweekday() <= 5:
+            days[local.date()][0] |= 6 <= local.hour <= 9
+            days[local.date()][1] |= 15 <= local.hour <= 19
+    return {
+        "trips_28d": len(w28),
+        "trips_prev_28d": len(prev),
+        "km_28d": km28,
+        "km_prev_28d": sum(x.km for x in prev),
+        "last_end": max((x.end_ms for x in trips), default=None),
+        "night_share_28d": night / km28 if km28 > 0 else 0.0,
+        "long_trips_28d": sum(1 for x in w28 if x.km >= 150),
+        "commute_days_28d": sum(1 for m, e in days.values() if m and e),
+    }
+
+
+def _usage_features(use: dict[str, set[int]], charging: dict[tuple[int, str], int], t: int) -> dict[str, Any]:
+    first28 = (t - _D28) // DAY_MS
+    out: dict[str, Any] = {}
+    for f in COCKPIT_FEATURES:
+        days = {d for d in use.get(f, set()) if d <= t // DAY_MS}
+        out[f"{f}_days_28d"] = sum(1 for d in days if d >= first28)
+        out[f"{f}_days_total"] = len(days)
+    out["charging_28d"] = sum(n for (d, _), n in charging.items() if first28 <= d <= t // DAY_MS)
+    out["dc_charging_28d"] = sum(n for (d, k), n in charging.items() if k == "dc" and first28 <= d <= t // DAY_MS)
+    return out
+
+
+def _maintenance(vehicles: list[VehicleTruth]) -> dict[str, Any]:
+    def lowest(paths: list[str]) -> float | None:
+        values = [v.latest[p][1] for v in vehicles for p in paths if p in v.latest]
+        return min(values) if values else None
+
+    service_s = lowest(_MAINTENANCE["service_s"])
+    return {
+        "service_km": lowest(_MAINTENANCE["service_km"]),
+        "service_days": None if service_s is None else service_s / 86_400,
+        "tyre_kpa_min": lowest(_MAINTENANCE["tyre_kpa_min"]),
+        "battery_12v_min": lowest(_MAINTENANCE["battery_12v_min"]),
+    }
+
+
+def owner_features(fleet: Fleet, as_of_ms: int) -> dict[str, dict[str, Any]]:
+    owners = _Owners(fleet.ownership, as_of_ms)
+    trips: dict[str, list[TripTruth]] = defaultdict(list)
+    use: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+    charging: dict[str, dict[tuple[int, str], int]] = defaultdict(lambda: defaultdict(int))
+    for v in fleet.vehicles:
+        for x in v.trips:
+            owner = owners.at(v.vin, x.start_ms)
+            if owner is not None and x.start_ms < as_of_ms:
+                trips[owner].append(x)
+        for feature, days in v.use_days.items():
+            for d in days:
+                if (owner := owners.at(v.vin, d * DAY_MS)) is not None:
+                    use[owner][feature].add(d)
+        for (d, kind), n in v.charging.items():
+            if (owner := owners.at(v.vin, d * DAY_MS)) is not None:
+                charging[owner][(d, kind)] += n
+    by_vin = {v.vin: v for v in fleet.vehicles}
+    result = {}
+    for owner, since in owners.since.items():
+        f = {"owned_days": (as_of_ms - since) / DAY_MS, **_trip_features(trips[owner], as_of_ms)}
+        last_end = f.pop("last_end")
+        f["days_since_last_trip"] = f["owned_days"] if last_end is None else (as_of_ms - last_end) / DAY_MS
+        f.update(_usage_features(use[owner], charging[owner], as_of_ms))
+        f.update(_maintenance([by_vin[vin] for vin, o in owners.current.items() if o == owner]))
+        result[owner] = f
+    return result
+
+
+def truth_tags(fleet: Fleet, definitions: Sequence[TagDefinition], as_of_ms: int) -> dict[str, list[str]]:
+    features = owner_features(fleet, as_of_ms)
+    return {owner: sorted(d.id for d in definitions if d.rule.holds(f)) for owner, f in sorted(features.items())}
+
+
+def truth_document(fleet: Fleet, definitions: Sequence[TagDefinition], as_of_ms: int) -> dict[str, Any]:
+    """Per owner: personas, expected tags; per vehicle: trips with distances."""
+    owners = _Owners(fleet.ownership, as_of_ms)
+    personas: dict[str, list[str]] = defaultdict(list)
+    for v in fleet.vehicles:
+        if (o := owners.current.get(v.vin)) is not None:
+            personas[o].extend(v.persona.names)
+    return {
+        "as_of_ms": as_of_ms,
+        "owners": {
+            o: {"personas": sorted(set(personas[o])), "tags": tags}
+            for o, tags in truth_tags(fleet, definitions, as_of_ms).items()
+        },
+        "trips": {
+            v.vin: [{"start_ms": x.start_ms, "end_ms": x.end_ms, "km": round(x.km, 3)} for x in v.trips]
+            for v in fleet.vehicles
+        },
+    }

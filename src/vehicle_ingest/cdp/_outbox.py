@@ -1,0 +1,117 @@
+"""The persisted outbox: tag changes in ClickHouse and, per sink, which of them were delivered.
+
+Synchronous on purpose: it runs on the caller's store thread (the gateway owns
+one thread for the embedded store). Message content only ever travels as bound
+parameters, never formatted into SQL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from vehicle_ingest.cdp._change import TagChange
+from vehicle_ingest.storage import Store
+
+__all__ = ["Outbox"]
+
+# Bounds the IN lists and VALUES placeholders of one statement.
+_CHUNK = 500
+
+_SELECT = (
+    "SELECT message_id, owner_id, tag, action, evidence, traits, toInt64(toUnixTimestamp64Milli(at))"
+    " FROM tag_history FINAL"
+)
+# Oldest first. Ties on `at` are different (owner, tag) pairs (one change per
+# pair per computation), so any fixed tie-break keeps each owner's order.
+_ORDER = " ORDER BY at, owner_id, tag, message_id"
+# Duplicate rows in cdp_deliveries (a retried mark) do not matter to NOT IN.
+_UNDELIVERED = " WHERE message_id NOT IN (SELECT message_id FROM cdp_deliveries WHERE sink = %(sink)s)"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Outbox:
+    """Tag changes waiting to reach each sink; idempotent on message_id."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def enqueue(self, changes: Sequence[TagChange]) -> None:
+        """Persist changes; a message_id already stored keeps its first content."""
+        unique: dict[str, TagChange] = {}
+        for change in changes:
+            unique.setdefault(change.message_id, change)
+        for chunk in _chunks(list(unique.values())):
+            # Keeping the first copy means every retry sends identical content
+            # under one messageId, even if a recomputation changed `at_ms`.
+            known = self._stored_ids([c.message_id for c in chunk])
+            fresh = [_history_row(c) for c in chunk if c.message_id not in known]
+            self._insert("tag_history (message_id, owner_id, tag, action, evidence, traits, at)", fresh)
+
+    def pending(self, sink: str, limit: int) -> list[TagChange]:
+        """Up to `limit` changes not yet delivered to `sink`, oldest first, in a stable order."""
+        rows = self._store.rows(_SELECT + _UNDELIVERED + _ORDER + " LIMIT %(limit)s", {"sink": sink, "limit": limit})
+        return [_change(row) for row in rows]
+
+    def mark_delivered(self, sink: str, message_ids: Sequence[str]) -> None:
+        for chunk in _chunks(list(dict.fromkeys(message_ids))):
+            self._insert("cdp_deliveries (sink, message_id)", [(sink, mid) for mid in chunk])
+
+    def depth(self, sink: str) -> int:
+        """How many changes `sink` has not received yet (exact)."""
+        return int(self._store.rows("SELECT count() FROM tag_history FINAL" + _UNDELIVERED, {"sink": sink})[0][0])
+
+    def history(self, owner_id: str | None = None) -> list[TagChange]:
+        """Every stored change (of one owner, if given), oldest first."""
+        if owner_id is None:
+            return [_change(r) for r in self._store.rows(_SELECT + _ORDER)]
+        rows = self._store.rows(_SELECT + " WHERE owner_id = %(owner)s" + _ORDER, {"owner": owner_id})
+        return [_change(r) for r in rows]
+
+    def _stored_ids(self, message_ids: list[str]) -> set[str]:
+        rows = self._store.rows("SELECT message_id FROM tag_history WHERE message_id IN %(ids)s", {"ids": message_ids})
+        return {row[0] for row in rows}
+
+    def _insert(self, target: str, rows: Sequence[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        # One placeholder per row: clickhouse-connect renders each tuple as a
+        # quoted VALUES row. VALUES data is streamed to the parser, so large
+        # evidence does not hit max_query_size the way a SELECT literal would.
+        placeholders = ", ".join(f"%(r{i})s" for i in range(len(rows)))
+        self._store.command(f"INSERT INTO {target} VALUES {placeholders}", {f"r{i}": r for i, r in enumerate(rows)})
+
+
+def _history_row(change: TagChange) -> tuple[str, str, str, str, str, str, str]:
+    return (
+        change.message_id,
+        change.owner_id,
+        change.tag,
+        change.action,
+        _dumps(change.evidence),
+        _dumps(change.traits),
+        _clickhouse_time(change.at_ms),
+    )
+
+
+def _change(row: tuple[Any, ...]) -> TagChange:
+    message_id, owner_id, tag, action, evidence, traits, at_ms = row
+    return TagChange(message_id, owner_id, tag, action, json.loads(evidence), json.loads(traits), int(at_ms))
+
+
+def _dumps(value: dict[str, Any]) -> str:
+    # NaN/Infinity are not JSON: refuse them here, not at a CDP that would
+    # reject the batch forever.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _clickhouse_time(ms: int) -> str:
+    # A string, because an integer in VALUES is read as seconds for DateTime64.
+    return (_EPOCH + timedelta(milliseconds=ms)).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _chunks(items: list[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]

@@ -1,0 +1,108 @@
+"""Tag definitions from `schemas/tags.toml`, validated against the owner features."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vehicle_ingest.errors import CatalogError
+from vehicle_ingest.tags.rules import Rule, parse_rule
+
+__all__ = ["COCKPIT_FEATURES", "OWNER_FEATURES", "TagDefinition", "default_tags_path", "load_tag_definitions"]
+
+COCKPIT_FEATURES = (
+    "navigation",
+    "voice",
+    "media",
+    "projection",
+    "seat_heating",
+    "climate",
+    "cruise_control",
+    "lane_keeping",
+    "ota",
+    "app",
+)
+_BASE_FEATURES = (
+    "owned_days",
+    "trips_28d",
+    "trips_prev_28d",
+    "km_28d",
+    "km_prev_28d",
+    "days_since_last_trip",
+    "night_share_28d",
+    "long_trips_28d",
+    "commute_days_28d",
+    "charging_28d",
+    "dc_charging_28d",
+    "service_km",
+    "service_days",
+    "tyre_kpa_min",
+    "battery_12v_min",
+)
+OWNER_FEATURES: tuple[str, ...] = _BASE_FEATURES + tuple(
+    f"{f}_days_{w}" for f in COCKPIT_FEATURES for w in ("28d", "total")
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TagDefinition:
+    id: str
+    description: str
+    rule: Rule
+    window: str
+    evidence: tuple[str, ...]
+
+
+def default_tags_path() -> Path:
+    return Path(__file__).resolve().parents[3] / "schemas" / "tags.toml"
+
+
+def _definition(raw: dict[str, Any], where: str, known: frozenset[str]) -> TagDefinition:
+    for key in ("id", "description", "rule", "window", "evidence"):
+        if key not in raw:
+            raise CatalogError(f"{where}: missing key {key!r}")
+    evidence = tuple(raw["evidence"])
+    unknown = set(evidence) - known
+    if unknown:
+        raise CatalogError(f"{where}: evidence names unknown feature(s) {sorted(unknown)}")
+    return TagDefinition(raw["id"], raw["description"], parse_rule(raw["rule"], known, where), raw["window"], evidence)
+
+
+def _expand(template: dict[str, Any], feature: str) -> dict[str, Any]:
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+            return value.replace("{feature}", feature)
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        return value
+
+    return {k: fill(v) for k, v in template.items()}
+
+
+def load_tag_definitions(path: Path | None = None) -> tuple[TagDefinition, ...]:
+    path = path or default_tags_path()
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError(f"{path}: {exc}") from exc
+    known = frozenset(OWNER_FEATURES)
+    tags = [_definition(t, f"{path} tag #{i + 1}", known) for i, t in enumerate(doc.get("tag", []))]
+    adoption = doc.get("adoption", {})
+    for feature in adoption.get("features", []):
+        if feature not in COCKPIT_FEATURES:
+            raise CatalogError(f"{path} [adoption]: unknown cockpit feature {feature!r}")
+        for i, template in enumerate(adoption.get("tag", [])):
+            tags.append(_definition(_expand(template, feature), f"{path} adoption tag #{i + 1} ({feature})", known))
+    _check_unique([t.id for t in tags], path)
+    return tuple(tags)
+
+
+def _check_unique(ids: Sequence[str], path: Path) -> None:
+    seen: set[str] = set()
+    for tag_id in ids:
+        if tag_id in seen:
+            raise CatalogError(f"{path}: duplicate tag id {tag_id!r}")
+        seen.add(tag_id)

@@ -1,0 +1,150 @@
+"""Tag engine: current tags per owner, diffed against what was delivered, emitted as changes once.
+
+One run: rebuild `owner_features` (one row per current owner), evaluate every
+tag rule in ClickHouse, diff against `tag_state`, and for each change write
+a `TagChange` with a deterministic messageId to the outbox, then advance
+`tag_state`. A crash between the two writes repeats the same changes with
+the same ids on the next run; the outbox keeps one of each. A second run
+with unchanged data finds no change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from vehicle_ingest.catalog import SignalCatalog
+from vehicle_ingest.cdp import Outbox, TagChange, change_message_id
+from vehicle_ingest.storage import Store
+from vehicle_ingest.tags.definitions import TagDefinition
+from vehicle_ingest.tags.owner_features import owner_feature_parameters, owner_features_sql
+
+__all__ = ["TagEngine", "TagRunReport"]
+
+
+@dataclass(frozen=True, slots=True)
+class TagRunReport:
+    owners: int
+    changes: int
+    added: int
+    removed: int
+
+
+def _tags_array_sql(definitions: Sequence[TagDefinition]) -> str:
+    terms = ", ".join(f"if({d.rule.to_sql()}, '{d.id}', '')" for d in definitions)
+    return f"arrayFilter(x -> x != '', [{terms}])"
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float):
+        return round(value, 3)
+    return value
+
+
+class TagEngine:
+    def __init__(
+        self, store: Store, signals: SignalCatalog, definitions: Sequence[TagDefinition], outbox: Outbox
+    ) -> None:
+        self._store = store
+        self._signals = signals
+        self._definitions = tuple(definitions)
+        self._by_id = {d.id: d for d in definitions}
+        self._outbox = outbox
+
+    # -- compute -------------------------------------------------------------
+
+    def refresh_features(self, as_of_ms: int) -> int:
+        """Rebuild `owner_features`; returns the number of current owners."""
+        self._store.command("DROP TABLE IF EXISTS owner_features_next")
+        self._store.command(
+            "CREATE TABLE owner_features_next ENGINE = MergeTree ORDER BY owner_id AS " + owner_features_sql(),
+            owner_feature_parameters(self._signals, as_of_ms),
+        )
+        # A derived table, rebuilt whole each run: a crash here only means the next run rebuilds it.
+        self._store.command("DROP TABLE IF EXISTS owner_features")
+        self._store.command("RENAME TABLE owner_features_next TO owner_features")
+        return int(self._store.rows("SELECT count() FROM owner_features")[0][0])
+
+    def current_tags(self, as_of_ms: int | None = None) -> dict[str, list[str]]:
+        """{owner_id: [tag, ...]} for every current owner (after `refresh_features`, or as of `as_of_ms`)."""
+        if as_of_ms is not None:
+            self.refresh_features(as_of_ms)
+        rows = self._store.rows(
+            f"SELECT owner_id, arraySort({_tags_array_sql(self._definitions)}) FROM owner_features ORDER BY owner_id"
+        )
+        return {str(owner): list(tags) for owner, tags in rows}
+
+    # -- deliver -------------------------------------------------------------
+
+    def run(self, as_of_ms: int) -> TagRunReport:
+        owners = self.refresh_features(as_of_ms)
+        diff = self._diff()
+        changes = self._changes(diff, as_of_ms)
+        self._outbox.enqueue(changes)
+        self._advance_state(changes, diff, as_of_ms)
+        added = sum(1 for c in changes if c.action == "added")
+        return TagRunReport(owners, len(changes), added, len(changes) - added)
+
+    def _diff(self) -> list[tuple[str, str, str, int]]:
+        """(owner_id, tag, action, transitions before) for every tag that appeared or disappeared."""
+        return [
+            (str(o), str(t), str(a), int(n))
+            for o, t, a, n in self._store.rows(
+                f"""
+                WITH cur AS (SELECT owner_id, arrayJoin({_tags_array_sql(self._definitions)}) AS tag
+                             FROM owner_features),
+                     st AS (SELECT owner_id, tag, present, transitions FROM tag_state FINAL)
+                SELECT if(c.owner_id != '', c.owner_id, s.owner_id) AS owner_id,
+                       if(c.tag != '', c.tag, s.tag) AS tag,
+                       if(c.tag != '', 'added', 'removed') AS action,
+                       s.transitions AS transitions
+                FROM cur AS c FULL OUTER JOIN st AS s ON c.owner_id = s.owner_id AND c.tag = s.tag
+                WHERE (c.tag != '' AND s.present != 1) OR (c.tag = '' AND s.present = 1)
+                ORDER BY owner_id, tag
+                """
+            )
+        ]
+
+    def _owner_rows(self, owners: list[str]) -> dict[str, dict[str, Any]]:
+        if not owners:
+            return {}
+        names, rows = self._store.query(
+            f"SELECT *, arraySort({_tags_array_sql(self._definitions)}) AS _tags FROM owner_features"
+            " WHERE owner_id IN %(owners)s",
+            {"owners": owners},
+        )
+        return {str(r[0]): dict(zip(names, r, strict=True)) for r in rows}
+
+    def _changes(self, diff: list[tuple[str, str, str, int]], at_ms: int) -> list[TagChange]:
+        features = self._owner_rows(sorted({o for o, _, _, _ in diff}))
+        changes = []
+        for owner, tag, action, transitions in diff:
+            row = features.get(owner, {})
+            definition = self._by_id.get(tag)
+            evidence = {k: _jsonable(row.get(k)) for k in (definition.evidence if definition else ())}
+            current = list(row.get("_tags", []))
+            changes.append(
+                TagChange(
+                    message_id=change_message_id(owner, tag, action, transitions),
+                    owner_id=owner,
+                    tag=tag,
+                    action=action,
+                    evidence=evidence,
+                    traits={"tags": current, "tag_count": len(current)},
+                    at_ms=at_ms,
+                )
+            )
+        return changes
+
+    def _advance_state(self, changes: list[TagChange], diff: list[tuple[str, str, str, int]], at_ms: int) -> None:
+        at = datetime.fromtimestamp(at_ms / 1000, tz=UTC)
+        rows = [
+            (c.owner_id, c.tag, int(c.action == "added"), n + 1, json.dumps(c.evidence), at)
+            for c, (_, _, _, n) in zip(changes, diff, strict=True)
+        ]
+        self._store.insert_rows(
+            "tag_state", ["owner_id", "tag", "present", "transitions", "evidence", "changed_at"], rows
+        )
