@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from vehicle_ingest.cdp._change import TagChange
@@ -17,8 +17,8 @@ from vehicle_ingest.storage import Store
 
 __all__ = ["Outbox"]
 
-# Bounds the IN lists and VALUES placeholders of one statement.
-_CHUNK = 500
+# Bounds the IN list of one lookup statement (max_query_size).
+_CHUNK = 5000
 
 _SELECT = (
     "SELECT message_id, owner_id, tag, action, evidence, traits, toInt64(toUnixTimestamp64Milli(at))"
@@ -29,7 +29,6 @@ _SELECT = (
 _ORDER = " ORDER BY at, owner_id, tag, message_id"
 # Duplicate rows in cdp_deliveries (a retried mark) do not matter to NOT IN.
 _UNDELIVERED = " WHERE message_id NOT IN (SELECT message_id FROM cdp_deliveries WHERE sink = %(sink)s)"
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Outbox:
@@ -48,7 +47,7 @@ class Outbox:
             # under one messageId, even if a recomputation changed `at_ms`.
             known = self._stored_ids([c.message_id for c in chunk])
             fresh = [_history_row(c) for c in chunk if c.message_id not in known]
-            self._insert("tag_history (message_id, owner_id, tag, action, evidence, traits, at)", fresh)
+            self._store.insert_rows("tag_history", _HISTORY_COLUMNS, fresh)
 
     def pending(self, sink: str, limit: int) -> list[TagChange]:
         """Up to `limit` changes not yet delivered to `sink`, oldest first, in a stable order."""
@@ -57,7 +56,7 @@ class Outbox:
 
     def mark_delivered(self, sink: str, message_ids: Sequence[str]) -> None:
         for chunk in _chunks(list(dict.fromkeys(message_ids))):
-            self._insert("cdp_deliveries (sink, message_id)", [(sink, mid) for mid in chunk])
+            self._store.insert_rows("cdp_deliveries", ["sink", "message_id"], [(sink, mid) for mid in chunk])
 
     def depth(self, sink: str) -> int:
         """How many changes `sink` has not received yet (exact)."""
@@ -74,17 +73,11 @@ class Outbox:
         rows = self._store.rows("SELECT message_id FROM tag_history WHERE message_id IN %(ids)s", {"ids": message_ids})
         return {row[0] for row in rows}
 
-    def _insert(self, target: str, rows: Sequence[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        # One placeholder per row: clickhouse-connect renders each tuple as a
-        # quoted VALUES row. VALUES data is streamed to the parser, so large
-        # evidence does not hit max_query_size the way a SELECT literal would.
-        placeholders = ", ".join(f"%(r{i})s" for i in range(len(rows)))
-        self._store.command(f"INSERT INTO {target} VALUES {placeholders}", {f"r{i}": r for i, r in enumerate(rows)})
+
+_HISTORY_COLUMNS = ["message_id", "owner_id", "tag", "action", "evidence", "traits", "at"]
 
 
-def _history_row(change: TagChange) -> tuple[str, str, str, str, str, str, str]:
+def _history_row(change: TagChange) -> tuple[str, str, str, str, str, str, datetime]:
     return (
         change.message_id,
         change.owner_id,
@@ -92,7 +85,7 @@ def _history_row(change: TagChange) -> tuple[str, str, str, str, str, str, str]:
         change.action,
         _dumps(change.evidence),
         _dumps(change.traits),
-        _clickhouse_time(change.at_ms),
+        datetime.fromtimestamp(change.at_ms / 1000, tz=UTC),
     )
 
 
@@ -105,11 +98,6 @@ def _dumps(value: dict[str, Any]) -> str:
     # NaN/Infinity are not JSON: refuse them here, not at a CDP that would
     # reject the batch forever.
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def _clickhouse_time(ms: int) -> str:
-    # A string, because an integer in VALUES is read as seconds for DateTime64.
-    return (_EPOCH + timedelta(milliseconds=ms)).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
 
 
 def _chunks(items: list[Any]) -> Iterator[list[Any]]:

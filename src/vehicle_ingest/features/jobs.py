@@ -49,6 +49,9 @@ COCKPIT_STATE_FEATURES: dict[str, str] = {
 }
 
 
+_USAGE_COLUMNS = ("vin", "day", "feature", "detail", "sessions", "duration_s")  # as both cockpit queries select
+
+
 @dataclass(frozen=True, slots=True)
 class TripRules:
     gap_ms: int = 300_000  # vehicles without ignition state: a pause this long ends a trip
@@ -167,7 +170,7 @@ class FeatureJobs:
         names, rows = self._store.query(COCKPIT_EVENTS_SQL, params)
         _, state_rows = self._store.query(COCKPIT_SIGNALS_SQL, params)
         rows = [(*row, now_ms_dt(now_ms), 0) for row in rows + state_rows]
-        names = [*names, "computed_at", "is_deleted"]
+        names = [*_USAGE_COLUMNS, "computed_at", "is_deleted"]
         existing = self._store.rows(
             "SELECT u.vin, u.day, u.feature, u.detail FROM cockpit_usage AS u FINAL"
             " INNER JOIN (SELECT tupleElement(x, 1) AS vin, tupleElement(x, 2) AS f"
@@ -189,7 +192,7 @@ class FeatureJobs:
         now_ms: int,
     ) -> tuple[int, int]:
         """Write `rows`; tombstone the `existing` keys that `rows` no longer contains."""
-        positions = [list(names).index(k) for k in key]
+        positions = [list(names).index(k) for k in key] if rows else []
         fresh = {tuple(row[p] for p in positions) for row in rows}
         gone = [k for k in existing if tuple(k) not in fresh]
         if rows:

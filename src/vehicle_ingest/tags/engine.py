@@ -24,6 +24,8 @@ from vehicle_ingest.tags.owner_features import owner_feature_parameters, owner_f
 
 __all__ = ["TagEngine", "TagRunReport"]
 
+_OWNER_CHUNK = 5000
+
 
 @dataclass(frozen=True, slots=True)
 class TagRunReport:
@@ -109,14 +111,15 @@ class TagEngine:
         ]
 
     def _owner_rows(self, owners: list[str]) -> dict[str, dict[str, Any]]:
-        if not owners:
-            return {}
-        names, rows = self._store.query(
+        out: dict[str, dict[str, Any]] = {}
+        sql = (
             f"SELECT *, arraySort({_tags_array_sql(self._definitions)}) AS _tags FROM owner_features"
-            " WHERE owner_id IN %(owners)s",
-            {"owners": owners},
+            " WHERE owner_id IN %(owners)s"
         )
-        return {str(r[0]): dict(zip(names, r, strict=True)) for r in rows}
+        for lo in range(0, len(owners), _OWNER_CHUNK):  # the ids travel in the query text
+            names, rows = self._store.query(sql, {"owners": owners[lo : lo + _OWNER_CHUNK]})
+            out.update({str(r[0]): dict(zip(names, r, strict=True)) for r in rows})
+        return out
 
     def _changes(self, diff: list[tuple[str, str, str, int]], at_ms: int) -> list[TagChange]:
         features = self._owner_rows(sorted({o for o, _, _, _ in diff}))

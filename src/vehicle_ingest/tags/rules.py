@@ -112,6 +112,9 @@ def _sql(node: ast.expr) -> str:
                 terms.append(f"({prev} {_COMPARE_SQL[type(op)]} {cur})")
                 prev = cur
             return "(" + " AND ".join(terms) + ")"
+        case ast.BinOp(left=left, op=ast.Div(), right=right):
+            # Division by zero is unknown (NULL), not infinity: the Python form says the same.
+            return f"if({_sql(right)} = 0, NULL, {_sql(left)} / {_sql(right)})"
         case ast.BinOp(left=left, op=op, right=right):
             return f"({_sql(left)} {_ARITH_SQL[type(op)]} {_sql(right)})"
         case ast.Name(id=name):
