@@ -251,8 +251,9 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="broker + gateway + simulated fleet, then a summary")
     demo.add_argument("--vehicles", type=int, default=100)
-    demo.add_argument("--duration", type=float, default=4 * 3600.0)
-    demo.add_argument("--sample-hz", type=float, default=1.0)
+    demo.add_argument("--duration", type=float, default=60 * 86400.0, help="simulated seconds (60 days)")
+    demo.add_argument("--sample-hz", type=float, default=0.05, help="coarse, so two months fit in a minute")
+    demo.add_argument("--message-s", type=float, default=600.0)
     demo.add_argument("--workdir", default=".vi-demo")
     demo.set_defaults(func=_demo)
     return parser

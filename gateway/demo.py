@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -66,6 +65,11 @@ class GatewayProcess:
             time.sleep(0.1)
         raise TimeoutError("gateway not ready")
 
+    def post(self, path: str, body: bytes) -> dict:
+        request = urllib.request.Request(self.url + path, data=body, method="POST")
+        with urllib.request.urlopen(request, timeout=300) as r:
+            return json.loads(r.read())
+
     def sql(self, query: str) -> list[list]:
         request = urllib.request.Request(self.url + "/api/sql", data=query.encode(), method="POST")
         with urllib.request.urlopen(request, timeout=60) as r:
@@ -96,25 +100,19 @@ class GatewayProcess:
         self._log.close()
 
 
-def _simulate(mqtt_url: str, args: argparse.Namespace, truth: Path) -> dict:
-    cmd = [
-        sys.executable,
-        "-m",
-        "gateway.cli",
-        "simulate",
-        "--mqtt-url",
-        mqtt_url,
-        "--vehicles",
-        str(args.vehicles),
-        "--duration",
-        str(args.duration),
-        "--sample-hz",
-        str(args.sample_hz),
-        "--truth",
-        str(truth),
-    ]
+def _simulate(mqtt_url: str, args: argparse.Namespace, workdir: Path) -> dict:
+    flags = {
+        "--vehicles": args.vehicles,
+        "--duration": args.duration,
+        "--sample-hz": args.sample_hz,
+        "--message-s": args.message_s,
+        "--truth": workdir / "truth.json",
+        "--owners": workdir / "owners.csv",
+    }
+    cmd = [sys.executable, "-m", "gateway.cli", "simulate", "--mqtt-url", mqtt_url]
+    cmd += [str(x) for pair in flags.items() for x in pair]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return json.loads(truth.read_text())
+    return json.loads((workdir / "truth.json").read_text())
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -122,28 +120,56 @@ def run_demo(args: argparse.Namespace) -> int:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     started = time.monotonic()
+    changes_file = workdir / "cdp" / "changes.jsonl"
     with Mosquitto.running(workdir / "broker") as broker:
-        print(f"broker   mosquitto on {broker.url}")
-        gw = GatewayProcess(broker.url, f"chdb://{workdir / 'store'}", free_port(), workdir / "gateway.log")
+        print(f"broker    mosquitto on {broker.url}")
+        gw = GatewayProcess(
+            broker.url,
+            f"chdb://{workdir / 'store'}",
+            free_port(),
+            workdir / "gateway.log",
+            "--tags-interval-s",
+            "0",
+            "--cdp-urls",
+            f"file://{changes_file}",
+            "--deliver-interval-s",
+            "1",
+        )
         try:
             gw.wait_ready()
-            print(f"gateway  {gw.url}  (/metrics /healthz /readyz), store chdb://{workdir / 'store'}")
-            print(f"fleet    {args.vehicles} vehicles, {args.duration / 3600:.1f} simulated hours ...", flush=True)
-            truth = _simulate(broker.url, args, workdir / "truth.json")
+            print(f"gateway   {gw.url}  (/metrics /healthz /readyz), store chdb://{workdir / 'store'}")
+            print(f"fleet     {args.vehicles} vehicles, {args.duration / 86400:.0f} simulated days ...", flush=True)
+            truth = _simulate(broker.url, args, workdir)
+            gw.post("/api/owners", (workdir / "owners.csv").read_bytes())
             stats = gw.wait_stored(truth["messages"])
+            report = gw.post("/api/tags/run", b"")
+            tags = json.loads(gw.get("/api/tags")[1])
+            trips = gw.sql(
+                "SELECT vin, toUnixTimestamp64Milli(trip_start), distance_km FROM trips FINAL WHERE is_deleted = 0"
+            )
             per_signal = gw.sql(_PER_SIGNAL_SQL)
+            delivered = _wait_lines(changes_file, report["tags"]["changes"])
         finally:
             code = gw.stop()
-    _summary(truth, stats, time.monotonic() - started, code)
-    catalog = load_signal_catalog()
-    print("\nper signal, from the store:")
-    print(f"  {'id':>4}  {'signal':<52} {'samples':>9} {'min':>12} {'avg':>12} {'max':>12}")
-    for sid, n, low, avg, high in per_signal:
-        print(f"  {sid:>4}  {catalog.by_id(sid).path:<52} {n:>9,} {low:>12} {avg:>12} {high:>12}")
-    return 0 if stats["messages"] == truth["messages"] and code == 0 else 1
+    exact = _summary(truth, stats, code)
+    _print_signals(per_signal)
+    quality = _print_tags(truth, tags, trips, delivered, changes_file)
+    print(f"\ndone in {time.monotonic() - started:.1f}s; the store, logs and truth are in {workdir}")
+    return 0 if exact and quality and code == 0 else 1
 
 
-def _summary(truth: dict, stats: dict, seconds: float, gateway_exit: int) -> None:
+def _wait_lines(path: Path, expected: int, timeout: float = 30.0) -> int:
+    deadline = time.monotonic() + timeout
+    count = 0
+    while time.monotonic() < deadline:
+        count = len(path.read_text().splitlines()) if path.exists() else 0
+        if count >= expected:
+            break
+        time.sleep(0.25)
+    return count
+
+
+def _summary(truth: dict, stats: dict, gateway_exit: int) -> bool:
     rate = truth["samples"] / max(truth["seconds"], 1e-9)
     print(
         f"published {truth['messages']:,} messages, {truth['samples']:,} samples, {truth['events']:,} events "
@@ -153,13 +179,33 @@ def _summary(truth: dict, stats: dict, seconds: float, gateway_exit: int) -> Non
         f"stored    {stats['messages']:,} messages, {stats['samples']:,} samples, {stats['events']:,} events, "
         f"{stats['rejected']} rejected, {stats['vehicles']} vehicles"
     )
-    exact = stats["messages"] == truth["messages"] and stats["samples"] == truth["samples"]
-    print(
-        f"check     store == broker-acknowledged truth: {'yes' if exact else 'NO'}; "
-        f"gateway exit code {gateway_exit}; {seconds:.1f}s in all"
-    )
-    print(
-        "try       .venv/bin/vehicle-ingest sql --store chdb://"
-        + os.path.join(".vi-demo", "store")
-        + ' "SELECT reason, count() FROM dead_letters GROUP BY reason"'
-    )
+    exact = all(stats[k] == truth[k] for k in ("messages", "samples", "events"))
+    print(f"check     store == broker-acknowledged truth: {'yes' if exact else 'NO'}; gateway exit code {gateway_exit}")
+    return exact
+
+
+def _print_signals(per_signal: list[list]) -> None:
+    catalog = load_signal_catalog()
+    print("\nper signal, from the store:")
+    print(f"  {'id':>4}  {'signal':<56} {'samples':>9} {'min':>12} {'avg':>12} {'max':>12}")
+    for sid, n, low, avg, high in per_signal:
+        print(f"  {sid:>4}  {catalog.by_id(sid).path:<56} {n:>9,} {low:>12} {avg:>12} {high:>12}")
+
+
+def _print_tags(truth: dict, tags: dict, trips: list[list], delivered: int, changes_file: Path) -> bool:
+    want = {(o, t) for o, v in truth["owners"].items() for t in v["tags"]}
+    got = {(o, t) for o, ts in tags.items() for t in ts}
+    precision = len(got & want) / max(len(got), 1)
+    recall = len(got & want) / max(len(want), 1)
+    expected = {(vin, t["start_ms"]): t["km"] for vin, ts in truth["trips"].items() for t in ts}
+    stored = {(vin, start): km for vin, start, km in trips}
+    within = sum(1 for k, km in expected.items() if k in stored and abs(stored[k] - km) <= max(0.01 * km, 0.002))
+    print(f"\ntrips     {len(stored):,} found, {len(expected):,} simulated, {within:,} within 1 % of the true distance")
+    print(f"tags      {len(got):,} owner tags on {len(tags)} owners; precision {precision:.3f}, recall {recall:.3f}")
+    counts: dict[str, int] = {}
+    for _, t in got:
+        counts[t] = counts.get(t, 0) + 1
+    for tag, n in sorted(counts.items(), key=lambda x: (-x[1], x[0]))[:20]:
+        print(f"  {n:>5}  {tag}")
+    print(f"cdp       {delivered:,} changes delivered to {changes_file}")
+    return precision == recall == 1.0 and within == len(expected) == len(stored)

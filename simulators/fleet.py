@@ -389,6 +389,8 @@ def _vehicle_messages(sim: _VehicleSim, spec: FleetSpec, rng: np.random.Generato
                 sim.heartbeat(heartbeat)
                 heartbeat += beat
             last_end = sim.trip(start, minutes, speeds)
+            if not p.electric and sim.s.energy_pct < 15:
+                sim.s.energy_pct = 95.0  # refuelled: no event for it in the catalog
             if p.electric and (sim.s.energy_pct < 35 or (p.fast_charger and rng.random() < 0.25)):
                 sim.charge(last_end + 300_000, "dc" if p.fast_charger else "ac")
                 last_end += 300_000 + 240 * 60_000
