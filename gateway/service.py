@@ -31,6 +31,7 @@ from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.owners import parse_registry, save_registry
 from vehicle_ingest.storage import Store
 from vehicle_ingest.tags import TagCycle, load_tag_definitions
+from vehicle_ingest.tags.engine import EMIT_CHUNK
 from vehicle_ingest.validate import SkewPolicy
 
 __all__ = ["EXIT_GAVE_UP", "Gateway", "run_gateway"]
@@ -66,6 +67,7 @@ class Gateway:
         self._ingestor = Ingestor(store, signals, events, self._metrics, policy)
         self._cycle = TagCycle(store, signals, events, load_tag_definitions())
         self._stopping = asyncio.Event()
+        self._tag_lock = asyncio.Lock()
         self._store_ok = True
         self._last_progress = time.monotonic()
         self.exit_code = 0
@@ -197,13 +199,29 @@ class Gateway:
             if self._stopping.is_set():
                 return
             try:
-                report = await self.run_store(self._cycle.run, _now_ms())
+                report = await self.run_tag_cycle()
             except StoreError as exc:
                 log.error("tag cycle failed (retried next interval): %s", exc)
                 continue
-            self._metrics.tag_changes.labels("added").inc(report["tags"]["added"])
-            self._metrics.tag_changes.labels("removed").inc(report["tags"]["removed"])
             log.info("tag cycle: %s", report)
+
+    async def run_tag_cycle(self) -> dict[str, Any]:
+        """Features, then tags, in slices: ingest batches get the store thread in between."""
+        async with self._tag_lock:  # the schedule and /api/tags/run never interleave their slices
+            return await self._tag_cycle_unlocked()
+
+    async def _tag_cycle_unlocked(self) -> dict[str, Any]:
+        now = _now_ms()
+        features = await self.run_store(self._cycle.update_features, now)
+        engine = self._cycle.engine
+        owners, diff = await self.run_store(engine.plan, now)
+        added = 0
+        for lo in range(0, len(diff), EMIT_CHUNK):
+            added += await self.run_store(engine.emit, diff[lo : lo + EMIT_CHUNK], now)
+        self._metrics.tag_changes.labels("added").inc(added)
+        self._metrics.tag_changes.labels("removed").inc(len(diff) - added)
+        tags = {"owners": owners, "changes": len(diff), "added": added, "removed": len(diff) - added}
+        return {"features": features, "tags": tags}
 
     def _deliverer(self) -> Deliverer:
         sinks = [
@@ -257,7 +275,7 @@ class Gateway:
         return Response.json(200, await self.run_store(self._cycle.show, _now_ms()))
 
     async def _tags_run_route(self, _body: bytes) -> Response:
-        return Response.json(200, await self.run_store(self._cycle.run, _now_ms()))
+        return Response.json(200, await self.run_tag_cycle())
 
     async def _owners_route(self, body: bytes) -> Response:
         rows = parse_registry(body.decode("utf-8"), "request body")

@@ -26,11 +26,18 @@ class TagCycle:
     def outbox(self) -> Outbox:
         return Outbox(self.store)
 
+    @property
+    def engine(self) -> TagEngine:
+        return TagEngine(self.store, self.signals, self.definitions, self.outbox)
+
     def run(self, now_ms: int) -> dict[str, Any]:
         """Fold new data into features, then emit tag changes to the outbox (synchronous, on the store thread)."""
-        features = FeatureJobs(self.store, self.signals, self.events).run(now_ms)
-        tags = TagEngine(self.store, self.signals, self.definitions, self.outbox).run(now_ms)
-        return {"features": asdict(features), "tags": asdict(tags)}
+        features = self.update_features(now_ms)
+        tags = self.engine.run(now_ms)
+        return {"features": features, "tags": asdict(tags)}
+
+    def update_features(self, now_ms: int) -> dict[str, Any]:
+        return asdict(FeatureJobs(self.store, self.signals, self.events).run(now_ms))
 
     def show(self, now_ms: int) -> dict[str, list[str]]:
         """Current tags per owner (after folding in new data); delivers nothing."""

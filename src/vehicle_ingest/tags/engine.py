@@ -22,9 +22,11 @@ from vehicle_ingest.storage import Store
 from vehicle_ingest.tags.definitions import TagDefinition
 from vehicle_ingest.tags.owner_features import owner_feature_parameters, owner_features_sql
 
-__all__ = ["TagEngine", "TagRunReport"]
+__all__ = ["EMIT_CHUNK", "Diff", "TagEngine", "TagRunReport"]
 
 _OWNER_CHUNK = 5000
+EMIT_CHUNK = 20_000  # changes per outbox write
+Diff = tuple[str, str, str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,13 +84,26 @@ class TagEngine:
     # -- deliver -------------------------------------------------------------
 
     def run(self, as_of_ms: int) -> TagRunReport:
+        owners, diff = self.plan(as_of_ms)
+        added = sum(self.emit(diff[lo : lo + EMIT_CHUNK], as_of_ms) for lo in range(0, len(diff), EMIT_CHUNK))
+        return TagRunReport(owners, len(diff), added, len(diff) - added)
+
+    def plan(self, as_of_ms: int) -> tuple[int, list[Diff]]:
+        """Rebuild owner features and list the changes to emit: (owners, [(owner, tag, action, transitions)])."""
         owners = self.refresh_features(as_of_ms)
-        diff = self._diff()
-        changes = self._changes(diff, as_of_ms)
+        return owners, self._diff()
+
+    def emit(self, diff: Sequence[Diff], at_ms: int) -> int:
+        """Write one slice of changes to the outbox, then advance `tag_state` for it; returns how many were added.
+
+        Slices let a caller (the gateway) interleave other store work with a
+        large first run. Each slice is crash-safe on its own: a slice whose
+        state was not advanced is planned again with the same message ids.
+        """
+        changes = self._changes(list(diff), at_ms)
         self._outbox.enqueue(changes)
-        self._advance_state(changes, diff, as_of_ms)
-        added = sum(1 for c in changes if c.action == "added")
-        return TagRunReport(owners, len(changes), added, len(changes) - added)
+        self._advance_state(changes, list(diff), at_ms)
+        return sum(1 for c in changes if c.action == "added")
 
     def _diff(self) -> list[tuple[str, str, str, int]]:
         """(owner_id, tag, action, transitions before) for every tag that appeared or disappeared."""
