@@ -5,7 +5,7 @@ then the tag engine runs as the gateway runs it:
 
 - `refresh`: rebuild owner_features (one row per owner, every rule input);
 - `evaluate`: every tag rule over every owner, result in Python as {owner: [tags]};
-- `first_run`: refresh + diff against tag_state + write every change to the outbox
+- `first_run`: refresh + diff against the outbox + write every change to it
   (every tag of every owner is new: the worst case);
 - `steady_run`: the same with nothing changed (the common case).
 

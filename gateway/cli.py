@@ -143,7 +143,8 @@ def _tags(args: argparse.Namespace) -> int:
     now_ms = time.time_ns() // 1_000_000 if args.as_of_ms is None else args.as_of_ms
     if args.gateway:
         base = args.gateway.rstrip("/")
-        result = _http_json(base + "/api/tags") if args.show else _http_json(base + "/api/tags/run", b"")
+        body = json.dumps({"as_of_ms": now_ms}).encode()
+        result = _http_json(base + ("/api/tags/show" if args.show else "/api/tags/run"), body)
         print(json.dumps(result))
         return 0
     store = _open_store(args.store)

@@ -142,8 +142,9 @@ def run_demo(args: argparse.Namespace) -> int:
             truth = _simulate(broker.url, args, workdir)
             gw.post("/api/owners", (workdir / "owners.csv").read_bytes())
             stats = gw.wait_stored(truth["messages"])
-            report = gw.post("/api/tags/run", b"")
-            tags = json.loads(gw.get("/api/tags")[1])
+            as_of = json.dumps({"as_of_ms": truth["as_of_ms"]}).encode()  # the truth's windows
+            report = gw.post("/api/tags/run", as_of)
+            tags = gw.post("/api/tags/show", as_of)
             trips = gw.sql(
                 "SELECT vin, toUnixTimestamp64Milli(trip_start), distance_km FROM trips FINAL WHERE is_deleted = 0"
             )

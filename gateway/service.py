@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -46,6 +47,16 @@ T = TypeVar("T")
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _as_of(body: bytes) -> int | None:
+    """Optional `{"as_of_ms": N}` request body: evaluate tags as of that instant."""
+    if not body.strip():
+        return None
+    value = json.loads(body).get("as_of_ms")
+    if value is not None and not isinstance(value, int):
+        raise ValueError("as_of_ms must be an integer (ms since the Unix epoch)")
+    return value
 
 
 class _GaveUpError(Exception):
@@ -200,18 +211,21 @@ class Gateway:
                 return
             try:
                 report = await self.run_tag_cycle()
-            except StoreError as exc:
-                log.error("tag cycle failed (retried next interval): %s", exc)
+            except Exception:  # a tag failure must never take ingestion down with it
+                log.exception("tag cycle failed (retried next interval)")
                 continue
             log.info("tag cycle: %s", report)
 
-    async def run_tag_cycle(self) -> dict[str, Any]:
+    async def run_tag_cycle(self, as_of_ms: int | None = None) -> dict[str, Any]:
         """Features, then tags, in slices: ingest batches get the store thread in between."""
-        async with self._tag_lock:  # the schedule and /api/tags/run never interleave their slices
-            return await self._tag_cycle_unlocked()
+        async with self._tag_lock:  # the schedule and the API never interleave their slices
+            return await self._tag_cycle_unlocked(as_of_ms or _now_ms())
 
-    async def _tag_cycle_unlocked(self) -> dict[str, Any]:
-        now = _now_ms()
+    async def show_tags(self, as_of_ms: int | None = None) -> dict[str, list[str]]:
+        async with self._tag_lock:  # rebuilding owner_features mid-cycle would change later slices' evidence
+            return await self.run_store(self._cycle.show, as_of_ms or _now_ms())
+
+    async def _tag_cycle_unlocked(self, now: int) -> dict[str, Any]:
         features = await self.run_store(self._cycle.update_features, now)
         engine = self._cycle.engine
         owners, diff = await self.run_store(engine.plan, now)
@@ -241,6 +255,7 @@ class Gateway:
             ("GET", "/api/stats"): self._stats_route,
             ("POST", "/api/sql"): self._sql_route,
             ("GET", "/api/tags"): self._tags_show_route,
+            ("POST", "/api/tags/show"): self._tags_show_route,
             ("POST", "/api/tags/run"): self._tags_run_route,
             ("POST", "/api/owners"): self._owners_route,
         }
@@ -271,11 +286,11 @@ class Gateway:
         names, rows = await self.run_store(self._store.query, body.decode("utf-8"), None, _API_SETTINGS)
         return Response.json(200, {"columns": names, "rows": rows})
 
-    async def _tags_show_route(self, _body: bytes) -> Response:
-        return Response.json(200, await self.run_store(self._cycle.show, _now_ms()))
+    async def _tags_show_route(self, body: bytes) -> Response:
+        return Response.json(200, await self.show_tags(_as_of(body)))
 
-    async def _tags_run_route(self, _body: bytes) -> Response:
-        return Response.json(200, await self.run_tag_cycle())
+    async def _tags_run_route(self, body: bytes) -> Response:
+        return Response.json(200, await self.run_tag_cycle(_as_of(body)))
 
     async def _owners_route(self, body: bytes) -> Response:
         rows = parse_registry(body.decode("utf-8"), "request body")

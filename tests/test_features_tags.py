@@ -49,7 +49,6 @@ def clean(store: Store) -> Store:
         "cockpit_usage",
         "job_state",
         "ownership",
-        "tag_state",
         "tag_history",
         "cdp_deliveries",
         "latest_signals",
@@ -225,3 +224,20 @@ def test_python_and_sql_forms_of_a_rule_agree(store, a, b, text):
     sql = f"SELECT if({rule.to_sql()}, 1, 0) FROM (SELECT %(a)s AS a, %(b)s AS b)"
     got = store.rows(sql, {"a": a, "b": b})[0][0]
     assert bool(got) == rule.holds({"a": a, "b": b})
+
+
+def test_a_run_cut_short_is_completed_by_the_next_with_the_same_message_ids(clean, fleet):
+    sim, end = fleet
+    save_registry(clean, sim.ownership)
+    _ingest(clean, sim.messages, end)
+    FeatureJobs(clean, SIGNALS, EVENTS).run(end)
+    engine = TagEngine(clean, SIGNALS, DEFINITIONS, Outbox(clean))
+    _, diff = engine.plan(end)
+    engine.emit(diff[: len(diff) // 3], end)  # the process died after the first slice
+    completed = engine.run(end)
+    assert completed.changes == len(diff) - len(diff) // 3
+    ids = sorted(c.message_id for c in Outbox(clean).history())
+    clean.command("TRUNCATE TABLE tag_history")
+    engine.run(end)  # from scratch: the same changes get the same ids
+    assert sorted(c.message_id for c in Outbox(clean).history()) == ids
+    assert len(ids) == len(diff) > 0

@@ -105,16 +105,3 @@ CREATE TABLE IF NOT EXISTS job_state
 )
 ENGINE = ReplacingMergeTree(updated_at)
 ORDER BY job;
-
--- What was last delivered per owner and tag (the tag engine diffs against it).
-CREATE TABLE IF NOT EXISTS tag_state
-(
-    owner_id     String,
-    tag          LowCardinality(String),
-    present      UInt8,
-    transitions  UInt32,      -- changes so far: part of each change's deterministic messageId
-    evidence     String,
-    changed_at   DateTime64(3, 'UTC')
-)
-ENGINE = ReplacingMergeTree(transitions)
-ORDER BY (owner_id, tag);

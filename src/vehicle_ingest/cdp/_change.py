@@ -56,6 +56,7 @@ class TagChange:
     evidence: dict[str, Any]
     traits: dict[str, Any]
     at_ms: int
+    transition: int = 0  # changes the (owner, tag) pair had before this one: orders and identifies it
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -71,6 +72,7 @@ class TagChange:
             "evidence": dict(self.evidence),
             "traits": dict(self.traits),
             "at_ms": self.at_ms,
+            "transition": self.transition,
         }
 
     @classmethod
@@ -84,6 +86,7 @@ class TagChange:
             evidence=dict(obj.get("evidence") or {}),
             traits=dict(obj.get("traits") or {}),
             at_ms=int(obj["at_ms"]),
+            transition=int(obj.get("transition", 0)),
         )
 
 

@@ -21,12 +21,12 @@ __all__ = ["Outbox"]
 _CHUNK = 5000
 
 _SELECT = (
-    "SELECT message_id, owner_id, tag, action, evidence, traits, toInt64(toUnixTimestamp64Milli(at))"
+    "SELECT message_id, owner_id, tag, action, evidence, traits, toInt64(toUnixTimestamp64Milli(at)), transition"
     " FROM tag_history FINAL"
 )
-# Oldest first. Ties on `at` are different (owner, tag) pairs (one change per
-# pair per computation), so any fixed tie-break keeps each owner's order.
-_ORDER = " ORDER BY at, owner_id, tag, message_id"
+# In the order the changes were enqueued (the store's clock), then per pair by
+# transition: an owner's "removed" never overtakes the "added" before it.
+_ORDER = " ORDER BY enqueued_at, owner_id, tag, transition, message_id"
 # Duplicate rows in cdp_deliveries (a retried mark) do not matter to NOT IN.
 _UNDELIVERED = " WHERE message_id NOT IN (SELECT message_id FROM cdp_deliveries WHERE sink = %(sink)s)"
 
@@ -74,10 +74,10 @@ class Outbox:
         return {row[0] for row in rows}
 
 
-_HISTORY_COLUMNS = ["message_id", "owner_id", "tag", "action", "evidence", "traits", "at"]
+_HISTORY_COLUMNS = ["message_id", "owner_id", "tag", "action", "evidence", "traits", "at", "transition"]
 
 
-def _history_row(change: TagChange) -> tuple[str, str, str, str, str, str, datetime]:
+def _history_row(change: TagChange) -> tuple[str, str, str, str, str, str, datetime, int]:
     return (
         change.message_id,
         change.owner_id,
@@ -86,12 +86,15 @@ def _history_row(change: TagChange) -> tuple[str, str, str, str, str, str, datet
         _dumps(change.evidence),
         _dumps(change.traits),
         datetime.fromtimestamp(change.at_ms / 1000, tz=UTC),
+        change.transition,
     )
 
 
 def _change(row: tuple[Any, ...]) -> TagChange:
-    message_id, owner_id, tag, action, evidence, traits, at_ms = row
-    return TagChange(message_id, owner_id, tag, action, json.loads(evidence), json.loads(traits), int(at_ms))
+    message_id, owner_id, tag, action, evidence, traits, at_ms, transition = row
+    return TagChange(
+        message_id, owner_id, tag, action, json.loads(evidence), json.loads(traits), int(at_ms), int(transition)
+    )
 
 
 def _dumps(value: dict[str, Any]) -> str:

@@ -9,9 +9,10 @@ writes the same rows again: ReplacingMergeTree keeps one.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from vehicle_ingest.catalog import EventCatalog, SignalCatalog
@@ -22,7 +23,8 @@ __all__ = ["COCKPIT_EVENT_FEATURES", "COCKPIT_STATE_FEATURES", "FeatureJobs", "F
 
 DAY_MS = 86_400_000
 _JOB = "features"
-_OVERLAP_MS = 60_000  # re-read a minute of arrivals: a batch stamped earlier may commit later
+_OVERLAP_MS = 60_000
+_VIN_CHUNK = 1000  # re-read a minute of arrivals: a batch stamped earlier may commit later
 
 # event name -> (feature, role, detail taken from the event text)
 COCKPIT_EVENT_FEATURES: dict[str, tuple[str, str, bool]] = {
@@ -122,12 +124,19 @@ class FeatureJobs:
         )
         if not changed:
             return FeatureReport()
-        vins = [str(v) for v, _, _ in changed]
-        froms = [int(t) for _, t, _ in changed]
-        trips = self._recompute_trips(vins, froms, now_ms)
-        usage = self._recompute_usage(vins, [f - f % DAY_MS for f in froms], now_ms)
+        # Row versions come from the wall clock, never from the caller's `now_ms`:
+        # a run "as of" an earlier instant must not lose to the rows it replaces.
+        version_ms = max(time.time_ns() // 1_000_000, now_ms)
+        counts = [0, 0, 0, 0]
+        for lo in range(0, len(changed), _VIN_CHUNK):  # the vehicle list travels in the query text
+            part = changed[lo : lo + _VIN_CHUNK]
+            vins = [str(v) for v, _, _ in part]
+            froms = [int(t) for _, t, _ in part]
+            trips = self._recompute_trips(vins, froms, now_ms, version_ms)
+            usage = self._recompute_usage(vins, [f - f % DAY_MS for f in froms], version_ms)
+            counts = [a + b for a, b in zip(counts, (*trips, *usage), strict=True)]
         self._set_watermark(max(int(r) for _, _, r in changed) - _OVERLAP_MS)
-        return FeatureReport(len(vins), trips[0], trips[1], usage[0], usage[1])
+        return FeatureReport(len(changed), *counts)
 
     def rebuild(self, now_ms: int) -> FeatureReport:
         """Forget the watermark and recompute everything (after a rules change)."""
@@ -136,13 +145,14 @@ class FeatureJobs:
 
     # -- trips -------------------------------------------------------------
 
-    def _recompute_trips(self, vins: list[str], froms: list[int], now_ms: int) -> tuple[int, int]:
+    def _recompute_trips(self, vins: list[str], froms: list[int], now_ms: int, version_ms: int) -> tuple[int, int]:
         r = self._rules
         params = {
             **self._trip_params,
             "vins": vins,
             "froms": froms,
             "now_ms": now_ms,
+            "version_ms": version_ms,
             "gap_ms": r.gap_ms,
             "harsh_accel": r.harsh_accel_ms2,
             "harsh_brake": r.harsh_brake_ms2,
@@ -150,17 +160,23 @@ class FeatureJobs:
         names, rows = self._store.query(TRIPS_SQL, params)
         existing = self._store.rows(
             "SELECT vin, trip_start FROM trips FINAL WHERE (vin, toUnixTimestamp64Milli(trip_start)) IN ("
-            " SELECT t.vin, t.s FROM (SELECT vin, toUnixTimestamp64Milli(trip_start) AS s FROM trips FINAL) AS t"
+            " SELECT t.vin, t.s FROM (SELECT vin, toUnixTimestamp64Milli(trip_start) AS s FROM trips FINAL"
+            "  WHERE vin IN %(vins)s) AS t"
             " INNER JOIN (SELECT tupleElement(x, 1) AS vin, tupleElement(x, 2) AS f"
             "  FROM (SELECT arrayJoin(arrayZip(%(vins)s, %(froms)s)) AS x)) AS r ON t.vin = r.vin"
             " WHERE t.s >= r.f - 43200000)",
             {"vins": vins, "froms": froms},
         )
-        return self._replace("trips", names, rows, existing, ("vin", "trip_start"), now_ms)
+        return self._replace("trips", names, rows, existing, ("vin", "trip_start"), version_ms)
 
     # -- cockpit usage -------------------------------------------------------
 
-    def _recompute_usage(self, vins: list[str], day_froms: list[int], now_ms: int) -> tuple[int, int]:
+    def _recompute_usage(self, vins: list[str], day_froms: list[int], version_ms: int) -> tuple[int, int]:
+        """Rewrite usage from each vehicle's first changed day, reading a day before it.
+
+        The extra day lets a session that began before midnight pair with its
+        end (and a state that was already on not count as a new session).
+        """
         params = {
             **self._cockpit_params,
             "vins": vins,
@@ -169,16 +185,18 @@ class FeatureJobs:
         }
         names, rows = self._store.query(COCKPIT_EVENTS_SQL, params)
         _, state_rows = self._store.query(COCKPIT_SIGNALS_SQL, params)
-        rows = [(*row, now_ms_dt(now_ms), 0) for row in rows + state_rows]
+        first_day = {v: _date(f) for v, f in zip(vins, day_froms, strict=True)}
+        rows = [(*row, now_ms_dt(version_ms), 0) for row in rows + state_rows if row[1] >= first_day[row[0]]]
         names = [*_USAGE_COLUMNS, "computed_at", "is_deleted"]
         existing = self._store.rows(
-            "SELECT u.vin, u.day, u.feature, u.detail FROM cockpit_usage AS u FINAL"
+            "SELECT u.vin, u.day, u.feature, u.detail"
+            " FROM (SELECT * FROM cockpit_usage FINAL WHERE vin IN %(vins)s) AS u"
             " INNER JOIN (SELECT tupleElement(x, 1) AS vin, tupleElement(x, 2) AS f"
             "  FROM (SELECT arrayJoin(arrayZip(%(vins)s, %(froms)s)) AS x)) AS r ON u.vin = r.vin"
             " WHERE toUnixTimestamp64Milli(toDateTime64(u.day, 3, 'UTC')) >= r.f",
             {"vins": vins, "froms": day_froms},
         )
-        return self._replace("cockpit_usage", names, rows, existing, ("vin", "day", "feature", "detail"), now_ms)
+        return self._replace("cockpit_usage", names, rows, existing, ("vin", "day", "feature", "detail"), version_ms)
 
     # -- shared --------------------------------------------------------------
 
@@ -213,6 +231,10 @@ class FeatureJobs:
             "INSERT INTO job_state (job, watermark) VALUES (%(j)s, fromUnixTimestamp64Milli(%(w)s, 'UTC'))",
             {"j": _JOB, "w": max(ms, 0)},
         )
+
+
+def _date(ms: int) -> date:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).date()
 
 
 def now_ms_dt(ms: int) -> datetime:

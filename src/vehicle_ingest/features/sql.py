@@ -1,8 +1,9 @@
 """SQL of the feature jobs. Every statement reads a `ranges` set of (vin, from_ms).
 
 Trips look a day back from `from_ms` so a trip that began before it is
-recomputed whole; cockpit usage gets `from_ms` at a day boundary, so every
-day it writes is complete.
+recomputed whole; cockpit usage gets `from_ms` at a day boundary and also
+reads the day before, so sessions crossing midnight pair up (the job keeps
+only the days from `from_ms` on).
 
 Signal ids are bound as parameters from the catalog, never spelled here, and
 all message-derived values arrive through parameter binding.
@@ -27,7 +28,8 @@ TRIPS_SQL = (
 sig AS (
     SELECT s.vin AS vin, s.signal_id AS signal_id, toUnixTimestamp64Milli(s.ts) AS t, s.value AS value
     FROM signals AS s INNER JOIN ranges AS r ON s.vin = r.vin
-    WHERE s.signal_id IN %(signal_ids)s AND toUnixTimestamp64Milli(s.ts) >= r.from_ms - 86400000
+    WHERE s.vin IN %(vins)s AND s.signal_id IN %(signal_ids)s
+      AND toUnixTimestamp64Milli(s.ts) >= r.from_ms - 86400000
 ),
 ign AS (
     SELECT vin, t, toUInt8(value IN (4, 5)) AS on_,
@@ -128,7 +130,7 @@ SELECT q.vin AS vin,
        if(q.has_position, geohashEncode(q.lon1, q.lat1, 5), '') AS end_geohash,
        q.offset_min AS tz_offset_min,
        q.segmented_by AS segmented_by,
-       fromUnixTimestamp64Milli(%(now_ms)s, 'UTC') AS computed_at,
+       fromUnixTimestamp64Milli(%(version_ms)s, 'UTC') AS computed_at,
        0 AS is_deleted
 FROM per_trip AS q
 LEFT JOIN speed_terms AS s ON q.vin = s.vin AND q.trip_start = s.trip_start
@@ -146,7 +148,7 @@ mapped AS (
            transform(e.event_id, %(event_ids)s, %(event_roles)s, '') AS role,
            if(transform(e.event_id, %(event_ids)s, %(event_detailed)s, 0) = 1, e.text, '') AS detail
     FROM events AS e INNER JOIN ranges AS r ON e.vin = r.vin
-    WHERE e.event_id IN %(event_ids)s AND toUnixTimestamp64Milli(e.ts) >= r.from_ms
+    WHERE e.vin IN %(vins)s AND e.event_id IN %(event_ids)s AND toUnixTimestamp64Milli(e.ts) >= r.from_ms - 86400000
 ),
 paired AS (
     SELECT vin, feature, detail, t, role,
@@ -172,7 +174,7 @@ states AS (
            transform(s.signal_id, %(state_ids)s, %(state_features)s, '') AS feature,
            toUInt8(s.value != 0) AS active
     FROM signals AS s INNER JOIN ranges AS r ON s.vin = r.vin
-    WHERE s.signal_id IN %(state_ids)s AND toUnixTimestamp64Milli(s.ts) >= r.from_ms
+    WHERE s.vin IN %(vins)s AND s.signal_id IN %(state_ids)s AND toUnixTimestamp64Milli(s.ts) >= r.from_ms - 86400000
 ),
 edges AS (
     SELECT vin, feature, t, active,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -60,10 +61,15 @@ def default_tags_path() -> Path:
     return Path(__file__).resolve().parents[3] / "schemas" / "tags.toml"
 
 
+_TAG_ID = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")  # also what makes an id safe inside a SQL literal
+
+
 def _definition(raw: dict[str, Any], where: str, known: frozenset[str]) -> TagDefinition:
     for key in ("id", "description", "rule", "window", "evidence"):
         if key not in raw:
             raise CatalogError(f"{where}: missing key {key!r}")
+    if not _TAG_ID.match(str(raw["id"])):
+        raise CatalogError(f"{where}: tag id {raw['id']!r} must be lowercase words joined by '_' and '.'")
     evidence = tuple(raw["evidence"])
     unknown = set(evidence) - known
     if unknown:

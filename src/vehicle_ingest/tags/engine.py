@@ -1,19 +1,18 @@
 """Tag engine: current tags per owner, diffed against what was delivered, emitted as changes once.
 
 One run: rebuild `owner_features` (one row per current owner), evaluate every
-tag rule in ClickHouse, diff against `tag_state`, and for each change write
-a `TagChange` with a deterministic messageId to the outbox, then advance
-`tag_state`. A crash between the two writes repeats the same changes with
-the same ids on the next run; the outbox keeps one of each. A second run
-with unchanged data finds no change.
+tag rule in ClickHouse, diff against the outbox (`tag_history`: the latest
+change per owner and tag is what the CDP was told), and write each change
+with a deterministic messageId to the outbox. The outbox is the engine's only
+state, so there is no second write a crash could separate from the first: a
+run that died half-way is simply planned again, and a second run with
+unchanged data finds no change.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from vehicle_ingest.catalog import SignalCatalog
@@ -94,15 +93,13 @@ class TagEngine:
         return owners, self._diff()
 
     def emit(self, diff: Sequence[Diff], at_ms: int) -> int:
-        """Write one slice of changes to the outbox, then advance `tag_state` for it; returns how many were added.
+        """Write one slice of changes to the outbox; returns how many were added.
 
         Slices let a caller (the gateway) interleave other store work with a
-        large first run. Each slice is crash-safe on its own: a slice whose
-        state was not advanced is planned again with the same message ids.
+        large first run; a slice that was never written is planned again.
         """
         changes = self._changes(list(diff), at_ms)
         self._outbox.enqueue(changes)
-        self._advance_state(changes, list(diff), at_ms)
         return sum(1 for c in changes if c.action == "added")
 
     def _diff(self) -> list[tuple[str, str, str, int]]:
@@ -113,7 +110,9 @@ class TagEngine:
                 f"""
                 WITH cur AS (SELECT owner_id, arrayJoin({_tags_array_sql(self._definitions)}) AS tag
                              FROM owner_features),
-                     st AS (SELECT owner_id, tag, present, transitions FROM tag_state FINAL)
+                     st AS (SELECT owner_id, tag, argMax(action, transition) = 'added' AS present,
+                                   max(transition) + 1 AS transitions
+                            FROM tag_history FINAL GROUP BY owner_id, tag)
                 SELECT if(c.owner_id != '', c.owner_id, s.owner_id) AS owner_id,
                        if(c.tag != '', c.tag, s.tag) AS tag,
                        if(c.tag != '', 'added', 'removed') AS action,
@@ -156,13 +155,3 @@ class TagEngine:
                 )
             )
         return changes
-
-    def _advance_state(self, changes: list[TagChange], diff: list[tuple[str, str, str, int]], at_ms: int) -> None:
-        at = datetime.fromtimestamp(at_ms / 1000, tz=UTC)
-        rows = [
-            (c.owner_id, c.tag, int(c.action == "added"), n + 1, json.dumps(c.evidence), at)
-            for c, (_, _, _, n) in zip(changes, diff, strict=True)
-        ]
-        self._store.insert_rows(
-            "tag_state", ["owner_id", "tag", "present", "transitions", "evidence", "changed_at"], rows
-        )

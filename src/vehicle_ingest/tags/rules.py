@@ -63,6 +63,7 @@ def parse_rule(text: str, known: frozenset[str] | set[str], where: str) -> Rule:
         raise CatalogError(f"{where}: rule {text!r} does not parse: {exc.msg}") from exc
     names: set[str] = set()
     _check(tree, names, where, text)
+    _check_boolean(tree, where, text)
     unknown = names - set(known)
     if unknown:
         raise CatalogError(f"{where}: rule {text!r} uses unknown feature(s) {sorted(unknown)}")
@@ -93,6 +94,17 @@ def _check(node: ast.AST, names: set[str], where: str, text: str) -> None:
         names.add(node.id)
     for child in ast.iter_child_nodes(node):
         _check(child, names, where, text)
+
+
+def _check_boolean(node: ast.expr, where: str, text: str) -> None:
+    """Truth values only where truth is expected: `km_28d and x > 1` means different things in SQL and Python."""
+    if isinstance(node, ast.BoolOp):
+        for value in node.values:
+            _check_boolean(value, where, text)
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        _check_boolean(node.operand, where, text)
+    elif not isinstance(node, ast.Compare):
+        raise CatalogError(f"{where}: rule {text!r}: {ast.unparse(node)!r} is a number where a condition is expected")
 
 
 def _sql(node: ast.expr) -> str:
