@@ -65,6 +65,14 @@ def _ingest(store: Store, messages, now: int) -> None:
         ingestor.ingest([m.topic for m in chunk], [m.payload for m in chunk], now)
 
 
+def _loaded(store: Store, sim, end: int) -> TagEngine:
+    """Registry, every message, one feature run: a tag engine ready on the simulated fleet."""
+    save_registry(store, sim.ownership)
+    _ingest(store, sim.messages, end)
+    FeatureJobs(store, SIGNALS, EVENTS).run(end)
+    return TagEngine(store, SIGNALS, DEFINITIONS, Outbox(store))
+
+
 def _trips(store: Store) -> list[tuple]:
     return store.rows(
         "SELECT vin, trip_start, trip_end, round(distance_km, 6), round(night_share, 9), harsh_accel, harsh_brake,"
@@ -89,11 +97,8 @@ def fleet():
 
 def test_late_out_of_order_and_duplicated_data_give_the_same_features_and_tags(clean, fleet):
     sim, end = fleet
-    save_registry(clean, sim.ownership)
-    _ingest(clean, sim.messages, end)
-    FeatureJobs(clean, SIGNALS, EVENTS).run(end)
+    engine = _loaded(clean, sim, end)
     reference = (_trips(clean), _usage(clean))
-    engine = TagEngine(clean, SIGNALS, DEFINITIONS, Outbox(clean))
     reference_tags = engine.current_tags(end)
     assert reference_tags == truth_tags(sim, DEFINITIONS, end)
 
@@ -114,10 +119,7 @@ def test_late_out_of_order_and_duplicated_data_give_the_same_features_and_tags(c
 
 def test_running_the_tag_job_twice_delivers_nothing_the_second_time(clean, fleet):
     sim, end = fleet
-    save_registry(clean, sim.ownership)
-    _ingest(clean, sim.messages, end)
-    FeatureJobs(clean, SIGNALS, EVENTS).run(end)
-    engine = TagEngine(clean, SIGNALS, DEFINITIONS, Outbox(clean))
+    engine = _loaded(clean, sim, end)
     first = engine.run(end)
     second = engine.run(end)
     assert first.changes > 0 and second.changes == 0
@@ -163,10 +165,7 @@ def test_usage_before_a_change_of_owner_belongs_to_the_previous_owner(clean, fle
     sim, end = fleet
     sold = [o for o in sim.ownership if sum(1 for x in sim.ownership if x.vin == o.vin) > 1]
     assert sold, "the simulated fleet sells at least one vehicle"
-    save_registry(clean, sim.ownership)
-    _ingest(clean, sim.messages, end)
-    FeatureJobs(clean, SIGNALS, EVENTS).run(end)
-    engine = TagEngine(clean, SIGNALS, DEFINITIONS, Outbox(clean))
+    engine = _loaded(clean, sim, end)
     engine.refresh_features(end)
     buyer = max(sold, key=lambda o: o.valid_from_ms)
     row = clean.rows(
@@ -228,10 +227,7 @@ def test_python_and_sql_forms_of_a_rule_agree(store, a, b, text):
 
 def test_a_run_cut_short_is_completed_by_the_next_with_the_same_message_ids(clean, fleet):
     sim, end = fleet
-    save_registry(clean, sim.ownership)
-    _ingest(clean, sim.messages, end)
-    FeatureJobs(clean, SIGNALS, EVENTS).run(end)
-    engine = TagEngine(clean, SIGNALS, DEFINITIONS, Outbox(clean))
+    engine = _loaded(clean, sim, end)
     _, diff = engine.plan(end)
     engine.emit(diff[: len(diff) // 3], end)  # the process died after the first slice
     completed = engine.run(end)
