@@ -20,14 +20,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# mosquitto is a system package: install it when missing and we are root;
-# otherwise say exactly what is missing.
+# System packages the tests use for real: mosquitto (broker), prometheus (promtool and a
+# scraping server), chromium (renders the fleet report). Installed when missing and we are
+# root; otherwise make says exactly what is missing.
 system-packages:
-	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then \
+	@missing=""; \
+	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto mosquitto-clients"; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto mosquitto-clients >/dev/null; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else \
-	    echo "mosquitto is missing: run 'sudo apt-get install mosquitto' (or run make as root)"; exit 1; \
+	    echo "missing system packages:$$missing (sudo apt-get install$$missing, or run make as root)"; exit 1; \
 	  fi; \
 	fi
 
