@@ -1,9 +1,10 @@
-"""`vehicle-ingest` command line: gateway, simulate, stats, sql, demo."""
+"""`vehicle-ingest` command line: gateway, config, simulate, stats, sql, tags, owners, demo."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import os
@@ -13,7 +14,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from vehicle_ingest.errors import VehicleIngestError
+from gateway.logs import add_log_flags, configure_logging, default_format
+from vehicle_ingest.errors import ConfigError, VehicleIngestError
 
 __all__ = ["main"]
 
@@ -21,10 +23,14 @@ log = logging.getLogger("vehicle_ingest")
 
 
 def _gateway(args: argparse.Namespace) -> int:
-    from gateway.config import resolve
+    from gateway.config import resolve_layers
+    from gateway.config_render import redact
     from gateway.service import run_gateway
 
-    return run_gateway(resolve(args))
+    resolved = resolve_layers(args)
+    settings = {k: redact(v) for k, v in dataclasses.asdict(resolved.config).items()}
+    log.info("configuration", extra={"config_file": resolved.file, "settings": settings, "origins": resolved.origins})
+    return run_gateway(resolved.config)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -202,14 +208,20 @@ def _demo(args: argparse.Namespace) -> int:
 def _parser() -> argparse.ArgumentParser:
     env = os.environ.get
     parser = argparse.ArgumentParser(prog="vehicle-ingest", description=__doc__)
-    parser.add_argument("--log-level", default=env("VI_LOG_LEVEL", "INFO"))
+    add_log_flags(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", required=True)
 
     from gateway.config import add_arguments
+    from gateway.config_cli import add_config_commands
 
     gw = sub.add_parser("gateway", help="run the ingestion gateway")
     add_arguments(gw)
     gw.set_defaults(func=_gateway)
+    add_config_commands(sub)
+
+    from gateway.report_cli import add_report_parser
+
+    add_report_parser(sub)
 
     sim = sub.add_parser("simulate", help="publish a simulated fleet")
     sim.add_argument("--vehicles", type=int, default=10)
@@ -257,19 +269,43 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--message-s", type=float, default=600.0)
     demo.add_argument("--workdir", default=".vi-demo")
     demo.set_defaults(func=_demo)
+    for command in sub.choices.values():  # log flags after the subcommand too: `gateway --log-level DEBUG`
+        add_log_flags(command, top_level=False)
     return parser
 
 
+def _report(exc: VehicleIngestError, fmt: str) -> None:
+    """One line per problem: a JSON event when logging JSON (the journal stays parseable), else plain text.
+    Passwords in URLs (a store DSN in a StoreError) are masked."""
+    from gateway.config_render import redact
+
+    for error in getattr(exc, "errors", [exc]):
+        text = redact(str(error))
+        if fmt == "json":
+            fields = {"key": error.key, "source": error.source} if isinstance(error, ConfigError) else {}
+            log.critical("%s", text, extra={"error": type(error).__name__, **fields})
+        else:
+            print(f"vehicle-ingest: {text}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit 0 on success, 2 for invalid configuration or usage, 1 for other failures (75: see the gateway)."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    fmt = args.log_format or default_format(args.command)
     try:
+        configure_logging(args.log_level, fmt)
         return args.func(args)
-    except VehicleIngestError as exc:
-        print(f"vehicle-ingest: {exc}", file=sys.stderr)
+    except ConfigError as exc:
+        _report(exc, fmt)
         return 2
+    except VehicleIngestError as exc:
+        _report(exc, fmt)
+        return 1
+    except Exception:
+        if fmt != "json":
+            raise
+        log.critical("unexpected error", exc_info=True)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,132 +1,298 @@
-"""Gateway configuration: defaults < environment (VI_*) < command-line flags.
+"""Gateway configuration: defaults < TOML file < environment (VI_*) < command-line flags.
 
-Every setting has one name used everywhere: the dataclass field, the flag
-`--field-name` and the variable `VI_FIELD_NAME`. Errors name that key.
+Every setting has one name used everywhere: the dataclass field, the TOML key,
+the flag `--field-name` and the variable `VI_FIELD_NAME`. `GatewayConfig` is the
+single source of defaults and documentation (`metadata["doc"]`, and the TOML table
+the key may be grouped under, `metadata["group"]`); docs/CONFIG.md is generated
+from it. Errors name the key, and where the value came from.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
-from vehicle_ingest.errors import ConfigError
+from gateway.config_file import parse_text, read_config_file, suggest
+from vehicle_ingest.errors import ConfigError, ConfigErrors
 
-__all__ = ["GatewayConfig", "add_arguments", "resolve"]
+__all__ = [
+    "CONFIG_ENV",
+    "GROUPS",
+    "PROCESS_ENV",
+    "GatewayConfig",
+    "Resolved",
+    "Setting",
+    "add_arguments",
+    "env_name",
+    "flag_name",
+    "resolve",
+    "resolve_layers",
+    "settings",
+]
+
+log = logging.getLogger(__name__)
+
+CONFIG_ENV = "VI_CONFIG"
+# Variables read by the CLI outside GatewayConfig (not settable in the file).
+PROCESS_ENV = (CONFIG_ENV, "VI_LOG_LEVEL", "VI_LOG_FORMAT", "VI_GATEWAY_URL")
+# TOML tables (optional headings) and what they hold, in reference order.
+GROUPS = {
+    "mqtt": "MQTT broker, session and flow control",
+    "store": "ClickHouse store",
+    "http": "HTTP server (/metrics, /healthz, /readyz, /api)",
+    "batch": "Batching: one insert (and one ack round) per batch",
+    "limits": "Input limits and timeouts",
+    "tags": "Feature jobs and tag engine",
+    "cdp": "Delivery of tag changes to CDPs",
+}
+_MAX_BATCH_MESSAGES = 20_000
+
+
+def _setting(default: Any, group: str, doc: str) -> Any:
+    return field(default=default, metadata={"group": group, "doc": doc})
 
 
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
-    mqtt_url: str = "mqtt://127.0.0.1:1883"
-    store: str = "chdb://.vi-data/store"
-    http_host: str = "127.0.0.1"
-    http_port: int = 9108
-    client_id: str = "vehicle-ingest-gateway"
-    share_group: str = ""
-    session_expiry_s: int = 86_400
-    receive_max: int = 2000
-    batch_max_messages: int = 1000
-    batch_max_bytes: int = 16 * 1024 * 1024
-    batch_linger_ms: int = 200
-    max_payload_bytes: int = 256 * 1024
-    max_past_s: int = 90 * 86_400
-    max_future_s: int = 300
-    stall_timeout_s: int = 30  # /readyz turns false when messages wait this long without a batch being stored
-    stop_timeout_s: int = 15  # on SIGTERM with a failing store: give up (unacked, exit 75) after this long
-    tags_interval_s: int = 300  # feature jobs + tag engine every N seconds; 0 turns the schedule off
-    cdp_urls: str = ""  # comma-separated sink URLs (schemas/CDP.md); empty: changes stay in the outbox
-    cdp_allow_vin: int = 0  # 1 lets VINs reach the CDP (never raw coordinates)
-    deliver_interval_s: int = 5
+    mqtt_url: str = _setting(
+        "mqtt://127.0.0.1:1883", "mqtt", "Broker: `mqtt://host:port`, or `mqtts://host:port` for TLS (system CAs)."
+    )
+    store: str = _setting(
+        "chdb://.vi-data/store",
+        "store",
+        "`chdb:///path` (embedded, locked by this process) or `http://user:password@host:8123/database`"
+        " (a ClickHouse server; percent-encode special characters in the password).",
+    )
+    http_host: str = _setting(
+        "127.0.0.1",
+        "http",
+        "Address the HTTP server binds. It also serves the CLI's /api (read-only SQL, tag runs, owner uploads):"
+        " bind a private address (`0.0.0.0` only inside a container network).",
+    )
+    http_port: int = _setting(9108, "http", "Port of /metrics, /healthz, /readyz and the CLI's /api.")
+    client_id: str = _setting(
+        "vehicle-ingest-gateway",
+        "mqtt",
+        "MQTT client id. The broker keeps the unacked session under it: stable across restarts, unique per process.",
+    )
+    share_group: str = _setting(
+        "",
+        "mqtt",
+        "MQTT 5 shared subscription group (`$share/<group>/vi/v1/+/+`): gateways in one group split the stream."
+        " Empty: a plain subscription. No `/`, `+` or `#`.",
+    )
+    session_expiry_s: int = _setting(
+        86_400, "mqtt", "How long the broker keeps the session and its queued messages while the gateway is away."
+    )
+    receive_max: int = _setting(
+        2000, "mqtt", "MQTT 5 Receive Maximum: messages delivered but not yet acked (stored). At most 65535."
+    )
+    batch_max_messages: int = _setting(
+        1000, "batch", f"Messages per batch; at most {_MAX_BATCH_MESSAGES} and at most `receive_max`."
+    )
+    batch_max_bytes: int = _setting(16 * 1024 * 1024, "batch", "Payload bytes per batch.")
+    batch_linger_ms: int = _setting(200, "batch", "Wait after a batch's first message for more before storing it.")
+    max_payload_bytes: int = _setting(
+        256 * 1024, "limits", "Larger messages are rejected as `oversize` (dead-lettered and acked)."
+    )
+    max_past_s: int = _setting(
+        90 * 86_400, "limits", "Samples older than this (vs. the receive time) are rejected as `timestamp_skew`."
+    )
+    max_future_s: int = _setting(
+        300, "limits", "Samples further ahead of the receive time are rejected as `timestamp_skew`."
+    )
+    stall_timeout_s: int = _setting(
+        30, "limits", "/readyz turns 503 when a received message waited this long without a batch being stored."
+    )
+    stop_timeout_s: int = _setting(
+        15,
+        "limits",
+        "On SIGTERM with a failing store: give up after this long, leave the batch unacked and exit 75."
+        " Keep the supervisor's stop timeout longer.",
+    )
+    tags_interval_s: int = _setting(
+        300, "tags", "Run the feature jobs and the tag engine every N seconds; 0 turns the schedule off."
+    )
+    cdp_urls: str = _setting(
+        "", "cdp", "Comma-separated sink URLs (schemas/CDP.md). Empty: tag changes stay in the outbox."
+    )
+    cdp_allow_vin: bool = _setting(False, "cdp", "Let VINs reach the CDP (raw coordinates never do).")
+    deliver_interval_s: int = _setting(5, "cdp", "Seconds between outbox delivery rounds.")
 
     def check(self) -> GatewayConfig:
-        positive = (
-            "stall_timeout_s",
-            "stop_timeout_s",
-            "deliver_interval_s",
-            "http_port",
-            "session_expiry_s",
-            "receive_max",
-            "batch_max_messages",
-            "batch_max_bytes",
-            "batch_linger_ms",
-            "max_payload_bytes",
-            "max_past_s",
-            "max_future_s",
-        )
-        for key in positive:
-            if getattr(self, key) <= 0:
-                raise ConfigError(key, f"must be > 0, got {getattr(self, key)}")
-        if self.http_port > 65535:
-            raise ConfigError("http_port", f"must be a TCP port (1-65535), got {self.http_port}")
-        if self.receive_max > 65535:
-            raise ConfigError("receive_max", f"MQTT 5 allows at most 65535, got {self.receive_max}")
-        if self.tags_interval_s < 0:
-            raise ConfigError("tags_interval_s", f"must be >= 0 (0 turns the schedule off), got {self.tags_interval_s}")
-        if self.cdp_allow_vin not in (0, 1):
-            raise ConfigError("cdp_allow_vin", f"must be 0 or 1, got {self.cdp_allow_vin}")
-        if self.batch_max_messages > _MAX_BATCH_MESSAGES:
-            raise ConfigError(
-                "batch_max_messages", f"{self.batch_max_messages} exceeds {_MAX_BATCH_MESSAGES} (one insert per batch)"
-            )
-        if self.batch_max_messages > self.receive_max:
-            raise ConfigError(
-                "batch_max_messages",
-                f"{self.batch_max_messages} exceeds receive_max {self.receive_max}: a batch could never fill",
-            )
-        if not self.store.startswith(("chdb://", "http://", "https://")):
-            raise ConfigError("store", f"{self.store!r}: use chdb:///path or http(s)://host:port")
-        _check_mqtt_url(self.mqtt_url)
-        if "/" in self.share_group or "+" in self.share_group or "#" in self.share_group:
-            raise ConfigError("share_group", f"{self.share_group!r} may not contain '/', '+' or '#'")
+        """Raise `ConfigErrors` with every value problem; return self when there is none."""
+        errors = self.problems()
+        if errors:
+            raise ConfigErrors(errors)
         return self
 
+    def problems(self) -> list[ConfigError]:
+        return [*_range_problems(self), *_batch_problems(self), *_address_problems(self)]
 
-_MAX_BATCH_MESSAGES = 20_000
+
+def _range_problems(c: GatewayConfig) -> list[ConfigError]:
+    positive = (
+        "stall_timeout_s",
+        "stop_timeout_s",
+        "deliver_interval_s",
+        "http_port",
+        "session_expiry_s",
+        "receive_max",
+        "batch_max_messages",
+        "batch_max_bytes",
+        "batch_linger_ms",
+        "max_payload_bytes",
+        "max_past_s",
+        "max_future_s",
+    )
+    errors = [ConfigError(k, f"must be > 0, got {getattr(c, k)}") for k in positive if getattr(c, k) <= 0]
+    if c.http_port > 65535:
+        errors.append(ConfigError("http_port", f"must be a TCP port (1-65535), got {c.http_port}"))
+    if c.receive_max > 65535:
+        errors.append(ConfigError("receive_max", f"MQTT 5 allows at most 65535, got {c.receive_max}"))
+    if c.tags_interval_s < 0:
+        problem = f"must be >= 0 (0 turns the schedule off), got {c.tags_interval_s}"
+        errors.append(ConfigError("tags_interval_s", problem))
+    return errors
 
 
-def _check_mqtt_url(url: str) -> None:
+def _batch_problems(c: GatewayConfig) -> list[ConfigError]:
+    if c.batch_max_messages > _MAX_BATCH_MESSAGES:
+        problem = f"{c.batch_max_messages} exceeds {_MAX_BATCH_MESSAGES} (one insert per batch)"
+        return [ConfigError("batch_max_messages", problem)]
+    if 0 < c.receive_max < c.batch_max_messages:
+        problem = f"{c.batch_max_messages} exceeds receive_max {c.receive_max}: a batch could never fill"
+        return [ConfigError("batch_max_messages", problem)]
+    return []
+
+
+def _address_problems(c: GatewayConfig) -> list[ConfigError]:
+    errors = []
+    if not c.store.startswith(("chdb://", "http://", "https://")):
+        errors.append(ConfigError("store", f"{c.store!r}: use chdb:///path or http(s)://host:port"))
+    errors += _mqtt_url_problems(c.mqtt_url)
+    if any(ch in c.share_group for ch in "/+#"):
+        errors.append(ConfigError("share_group", f"{c.share_group!r} may not contain '/', '+' or '#'"))
+    return errors
+
+
+def _mqtt_url_problems(url: str) -> list[ConfigError]:
     parts = urlsplit(url)
     try:
         port = parts.port
     except ValueError:
-        raise ConfigError("mqtt_url", f"{url!r}: the port is not a number in 1-65535") from None
+        return [ConfigError("mqtt_url", f"{url!r}: the port is not a number in 1-65535")]
     if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname or port == 0:
-        raise ConfigError("mqtt_url", f"{url!r}: use mqtt://host:port or mqtts://host:port")
+        return [ConfigError("mqtt_url", f"{url!r}: use mqtt://host:port or mqtts://host:port")]
+    if parts.username or parts.password:
+        return [ConfigError("mqtt_url", "a user name or password in the URL is not supported (it would be ignored)")]
+    return []
 
 
-def _env_name(key: str) -> str:
+# -- the schema, as data ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """One documented setting of GatewayConfig."""
+
+    name: str
+    kind: type
+    default: Any
+    group: str
+    doc: str
+
+
+def settings() -> tuple[Setting, ...]:
+    hints = get_type_hints(GatewayConfig)
+    return tuple(
+        Setting(f.name, hints[f.name], f.default, f.metadata["group"], f.metadata["doc"]) for f in fields(GatewayConfig)
+    )
+
+
+def env_name(key: str) -> str:
     return "VI_" + key.upper()
 
 
-def _flag(key: str) -> str:
+def flag_name(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    for f in fields(GatewayConfig):
-        parser.add_argument(_flag(f.name), dest=f.name, default=None, help=f"(env {_env_name(f.name)})")
+def add_arguments(parser: argparse.ArgumentParser, config_flag: bool = True) -> None:
+    """`--config FILE` (unless `config_flag` is False) and one `--field-name` flag per setting."""
+    if config_flag:
+        parser.add_argument("--config", default=None, metavar="FILE", help=f"TOML file (env {CONFIG_ENV})")
+    for s in settings():
+        parser.add_argument(flag_name(s.name), dest=s.name, default=None, help=f"(env {env_name(s.name)}) {s.doc}")
 
 
-def _convert(key: str, raw: str, kind: type) -> Any:
-    if kind is int:
-        try:
-            return int(raw)
-        except ValueError:
-            raise ConfigError(key, f"expected an integer, got {raw!r}") from None
-    return raw
+# -- resolution ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """The effective configuration and where each non-default value came from."""
+
+    config: GatewayConfig
+    origins: dict[str, str]  # key -> file path, "env VI_NAME" or "--flag-name"
+    file: str | None
 
 
 def resolve(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> GatewayConfig:
+    return resolve_layers(args, env).config
+
+
+def resolve_layers(args: argparse.Namespace, env: Mapping[str, str] | None = None, file: str | None = None) -> Resolved:
+    """Merge defaults < file (`file`, else `args.config`, else VI_CONFIG) < env < flags; raise every problem at once."""
     env = os.environ if env is None else env
+    path = file or getattr(args, "config", None) or env.get(CONFIG_ENV) or None
     values: dict[str, Any] = {}
-    for f in fields(GatewayConfig):
-        kind = type(f.default)
-        raw = getattr(args, f.name, None)
+    origins: dict[str, str] = {}
+    errors: list[ConfigError] = []
+    if path:
+        kinds = {s.name: s.kind for s in settings()}
+        file_values, errors = read_config_file(Path(path), kinds, {s.name: s.group for s in settings()})
+        values.update(file_values)
+        origins.update(dict.fromkeys(file_values, path))
+    errors += _text_layers(args, env, values, origins)
+    _warn_unknown_env(env)
+    config = GatewayConfig(**values)
+    failed = {e.key for e in errors}
+    errors += [ConfigError(e.key, e.problem, origins.get(e.key, "")) for e in config.problems() if e.key not in failed]
+    if errors:
+        raise ConfigErrors(errors)
+    return Resolved(config, origins, path)
+
+
+def _text_layers(
+    args: argparse.Namespace, env: Mapping[str, str], values: dict[str, Any], origins: dict[str, str]
+) -> list[ConfigError]:
+    """Env, then flags: the last one given wins; only the winning text is parsed."""
+    errors = []
+    for s in settings():
+        flag = getattr(args, s.name, None)
+        raw, source = (flag, flag_name(s.name)) if flag is not None else (env.get(env_name(s.name)), "")
         if raw is None:
-            raw = env.get(_env_name(f.name))
-        if raw is not None:
-            values[f.name] = _convert(f.name, str(raw), kind)
-    return GatewayConfig(**values).check()
+            continue
+        source = source or f"env {env_name(s.name)}"
+        try:
+            values[s.name] = parse_text(s.name, str(raw), s.kind)
+        except ConfigError as exc:
+            errors.append(ConfigError(exc.key, exc.problem, source))
+            continue
+        origins[s.name] = source
+    return errors
+
+
+def _warn_unknown_env(env: Mapping[str, str]) -> None:
+    known = {env_name(s.name) for s in settings()} | set(PROCESS_ENV)
+    by_key = {name.removeprefix("VI_").lower(): name for name in known}
+    for name in sorted(n for n in env if n.startswith("VI_") and n not in known):
+        hint = by_key.get(suggest(name, sorted(by_key)) or "")
+        log.warning("%s is not a vehicle-ingest setting%s", name, f"; did you mean {hint}?" if hint else "")

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from prometheus_client import CollectorRegistry, generate_latest
 
 from gateway.config import GatewayConfig
+from gateway.config_render import redact
 from gateway.http import HttpServer, Response
 from gateway.mqtt_source import Delivery, MqttSettings, MqttSource
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
@@ -69,6 +70,7 @@ class Gateway:
         self._store = store
         self._registry = registry
         self._metrics = Metrics.create(registry)
+        self._metrics.receive_max.set(config.receive_max)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         policy = IngestPolicy(
             max_payload_bytes=config.max_payload_bytes,
@@ -100,7 +102,7 @@ class Gateway:
         self.http = HttpServer(self.config.http_host, self.config.http_port, self._routes())
         await self.http.start()
         self.source.start()
-        log.info("gateway up: http %s:%d, store %s", self.config.http_host, self.http.port, self._store.dsn)
+        log.info("gateway up: http %s:%d, store %s", self.config.http_host, self.http.port, redact(self._store.dsn))
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._ingest_loop(), name="ingest")

@@ -140,6 +140,29 @@ def test_removed_tags_are_emitted_and_message_ids_are_deterministic(clean):
     assert len({c.message_id for c in history}) == len(history) == added.added * 2
 
 
+def test_a_tag_that_comes_and_goes_many_times_emits_every_change(clean):
+    vin = "SMXTAGFLXP0000001"
+    owner = Ownership(vin, "owner-y", now_ms() - 60 * DAY)
+    engine = TagEngine(clean, SIGNALS, DEFINITIONS, Outbox(clean))
+    t0 = now_ms()
+    counts = []
+    for cycle in range(6):  # owns, sold, owns again, ...: every tag added and removed three times
+        if cycle % 2 == 0:
+            save_registry(clean, [owner])
+        else:
+            clean.command("TRUNCATE TABLE ownership")
+        counts.append(engine.run(t0 + cycle * 1000).changes)
+        assert engine.run(t0 + cycle * 1000 + 500).changes == 0  # settled after each change
+    history = Outbox(clean).history("owner-y")
+    assert counts[0] > 0 and counts == [counts[0]] * 6
+    assert len({c.message_id for c in history}) == len(history) == counts[0] * 6
+    per_tag = {}
+    for change in history:
+        per_tag.setdefault(change.tag, []).append((change.transition, change.action))
+    for changes in per_tag.values():
+        assert sorted(changes) == [(i, "added" if i % 2 == 0 else "removed") for i in range(6)]
+
+
 def test_gap_rule_segments_trips_of_vehicles_without_ignition_state(clean):
     vin = "SMXNXGNXTXXN00001"
     speed, odo = SIGNALS.by_path("Vehicle.Speed"), SIGNALS.by_path("Vehicle.TraveledDistance")

@@ -2,6 +2,7 @@
 
     VehicleIngestError
     ├── ConfigError        a setting is missing or wrong; names the key and what is wrong
+    │   └── ConfigErrors   every problem found in one configuration, reported at once
     ├── CatalogError       a schema file (signal / event catalog) is inconsistent
     ├── EncodeError        the caller asked to encode something the wire format cannot carry
     ├── StoreError         the store refused or failed an operation (retryable unless stated)
@@ -13,7 +14,15 @@ because one bad message must never stop a batch.
 
 from __future__ import annotations
 
-__all__ = ["CatalogError", "ConfigError", "DeliveryError", "EncodeError", "StoreError", "VehicleIngestError"]
+__all__ = [
+    "CatalogError",
+    "ConfigError",
+    "ConfigErrors",
+    "DeliveryError",
+    "EncodeError",
+    "StoreError",
+    "VehicleIngestError",
+]
 
 
 class VehicleIngestError(Exception):
@@ -21,12 +30,29 @@ class VehicleIngestError(Exception):
 
 
 class ConfigError(VehicleIngestError):
-    """A configuration value is missing or invalid."""
+    """A configuration value is missing or invalid.
 
-    def __init__(self, key: str, problem: str) -> None:
-        super().__init__(f"{key}: {problem}")
+    `source` says where the value came from (a file path, `env VI_NAME`, `--flag`) when known;
+    `key` may be empty for a problem with a whole file (unreadable, not TOML).
+    """
+
+    def __init__(self, key: str, problem: str, source: str = "") -> None:
+        super().__init__(": ".join(part for part in (source, key, problem) if part))
         self.key = key
         self.problem = problem
+        self.source = source
+
+
+class ConfigErrors(ConfigError):  # noqa: N818 (the plural of ConfigError, and one itself)
+    """Several configuration problems, found together; `key` and `problem` are the first one's."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        if not errors:
+            raise ValueError("ConfigErrors needs at least one error")
+        first = errors[0]
+        super().__init__(first.key, first.problem, first.source)
+        self.errors = list(errors)
+        self.args = ("\n".join(str(e) for e in self.errors),)
 
 
 class CatalogError(VehicleIngestError):

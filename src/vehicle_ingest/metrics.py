@@ -28,6 +28,7 @@ class Metrics:
     reconnects: Counter
     tag_changes: Counter
     unacked: Gauge
+    receive_max: Gauge
     connected: Gauge
     batch_messages: Histogram
     batch_samples: Histogram
@@ -60,6 +61,7 @@ class Metrics:
             reconnects=counter("mqtt_reconnects", "MQTT connections established after the first."),
             tag_changes=counter("tag_changes", "Tag changes emitted to the CDP outbox.", ("action",)),
             unacked=gauge("unacked_messages", "Messages received and not yet acked to the broker."),
+            receive_max=gauge("receive_max", "Configured MQTT 5 Receive Maximum: the limit of unacked_messages."),
             connected=gauge("mqtt_connected", "1 while connected to the broker."),
             batch_messages=histogram("batch_messages", "Messages per ingested batch.", _SIZE_BUCKETS),
             batch_samples=histogram("batch_samples", "Samples per ingested batch.", _SIZE_BUCKETS),

@@ -123,7 +123,10 @@ class Store:
             path.mkdir(parents=True, exist_ok=True)
             dsn = f"chdb://{path}"
         try:
-            client = clickhouse_connect.get_client(dsn=dsn, settings={"async_insert": 0})
+            # clickhouse-connect does not infer TLS from an https:// DSN: say it.
+            client = clickhouse_connect.get_client(
+                dsn=dsn, secure=dsn.startswith("https://"), settings={"async_insert": 0}
+            )
         except Exception as exc:
             raise StoreError(f"cannot open store {dsn}: {exc}") from exc
         return cls(client, dsn)

@@ -152,6 +152,7 @@ class TagEngine:
                     evidence=evidence,
                     traits={"tags": current, "tag_count": len(current)},
                     at_ms=at_ms,
+                    transition=transitions,
                 )
             )
         return changes
