@@ -9,6 +9,20 @@ import pytest
 
 from gateway.broker import Mosquitto, free_port, mosquitto_path
 from gateway.demo import GatewayProcess
+from vehicle_ingest.storage import Store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Iterator[Store]:
+    """The embedded store of one test module, migrated.
+
+    chDB allows one data directory per process: a module opens its own and
+    closes it before the next module opens another.
+    """
+    s = Store.open(f"chdb://{tmp_path_factory.mktemp('store') / 'store'}")
+    s.migrate()
+    yield s
+    s.close()
 
 
 @pytest.fixture

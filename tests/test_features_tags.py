@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -29,14 +28,6 @@ from vehicle_ingest.tags.owner_features import owner_feature_parameters, owner_f
 EVENTS = load_event_catalog()
 DEFINITIONS = load_tag_definitions()
 DAY = 86_400_000
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Iterator[Store]:
-    s = Store.open(f"chdb://{tmp_path_factory.mktemp('features') / 'store'}")
-    s.migrate()
-    yield s
-    s.close()
 
 
 @pytest.fixture

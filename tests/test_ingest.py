@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
@@ -13,15 +11,6 @@ from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
 from vehicle_ingest.ingest import Ingestor
 from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.storage import Store
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Iterator[Store]:
-    # chDB allows one data directory per process: the whole module shares it.
-    s = Store.open(f"chdb://{tmp_path_factory.mktemp('ingest') / 'store'}")
-    s.migrate()
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -120,14 +119,6 @@ def _charts(index: Path) -> list[tuple[Path, str]]:
 
 
 # -- fixtures: one store per module (chDB: one data directory per process) ------------------------------------
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> Iterator[Store]:
-    s = Store.open(f"chdb://{tmp_path_factory.mktemp('report') / 'store'}")
-    s.migrate()
-    yield s
-    s.close()
 
 
 @pytest.fixture(scope="module")
