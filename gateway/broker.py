@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Mosquitto", "free_port", "mosquitto_path", "wait_for_port"]
+__all__ = ["Mosquitto", "free_port", "mosquitto_path", "stop_process", "wait_for_port"]
 
 
 def free_port() -> int:
@@ -24,6 +24,18 @@ def mosquitto_path() -> str | None:
     return shutil.which("mosquitto") or next(
         (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None
     )
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout`."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
@@ -76,9 +88,8 @@ class Mosquitto:
         wait_for_port(self.port)
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
+        if self.process:
+            stop_process(self.process)
         self.process = None
 
     @classmethod

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -169,9 +168,3 @@ class MqttSource:
             self._metrics.unacked.set(self._unacked)
         self._metrics.received.inc()
         self._loop.call_soon_threadsafe(self.queue.put_nowait, delivery)
-
-    def wait_connected(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self._connected and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self._connected

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.broker import Mosquitto, free_port, mosquitto_path
+from gateway.broker import Mosquitto, free_port, mosquitto_path, stop_process
 from gateway.demo import GatewayProcess
 from simulators.publisher import publish
 from tests.helpers import raw_message, speed_message
@@ -279,12 +279,7 @@ def test_real_prometheus_scrapes_the_gateway(live: Live, tmp_path: Path) -> None
         firing = [r["name"] for r in rules if r["state"] != "inactive"]
         assert firing == [], firing
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process)
         log.close()
 
 

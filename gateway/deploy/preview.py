@@ -43,7 +43,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, MultipleLocator
 from PIL import Image
 
-from gateway.broker import Mosquitto, free_port
+from gateway.broker import Mosquitto, free_port, stop_process
 from gateway.demo import GatewayProcess
 from simulators.fleet import SimMessage
 from simulators.publisher import publish
@@ -112,12 +112,7 @@ def _prometheus(work: Path, gateway_port: int) -> Iterator[str]:
             _wait(lambda: process.poll() is None and _ready(f"{base}/-/ready"), "Prometheus")
             yield base
         finally:
-            process.terminate()
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 def _weekday_end_ms(now: dt.datetime) -> int:

@@ -174,13 +174,6 @@ class Store:
             raise StoreError(f"{_first_line(sql)}: {exc}") from exc
         return list(result.column_names), [tuple(r) for r in result.result_rows]
 
-    def is_writable(self) -> bool:
-        try:
-            self._client.command("SELECT 1")
-        except Exception:
-            return False
-        return True
-
     # -- ingestion --------------------------------------------------------
 
     def known_messages(self, vins: Sequence[str], vin_index: np.ndarray, seq: np.ndarray) -> KnownMessages:

@@ -196,6 +196,20 @@ def _quantize(x: np.ndarray, exp: int, out: np.ndarray) -> int:
     return -1
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _put_varint(out: np.ndarray, row: int, n: int, u: int) -> int:
+    """Write `u` as LEB128 at out[row, n:]; returns the next free position.
+
+    inline="always": numba does not inline plain calls, and this runs once per value.
+    """
+    while u >= 0x80:
+        out[row, n] = (u & 0x7F) | 0x80
+        u >>= 7
+        n += 1
+    out[row, n] = u
+    return n + 1
+
+
 @njit(cache=True, nogil=True)
 def _signal_bins(ts: np.ndarray, raw: np.ndarray, base: int, out: np.ndarray) -> tuple[int, int, int, int]:
     """ts codes (t0 - base, first delta, then deltas of deltas) into out[0], raw deltas into out[1].
@@ -213,22 +227,10 @@ def _signal_bins(ts: np.ndarray, raw: np.ndarray, base: int, out: np.ndarray) ->
         delta = t - prev_t
         code = delta if i < 2 else delta - prev_delta
         prev_t, prev_delta = t, delta
-        u = (code << 1) ^ (code >> 63)
-        while u >= 0x80:
-            out[0, n_ts] = (u & 0x7F) | 0x80
-            u >>= 7
-            n_ts += 1
-        out[0, n_ts] = u
-        n_ts += 1
+        n_ts = _put_varint(out, 0, n_ts, (code << 1) ^ (code >> 63))
         d = r - prev_r
         prev_r = r
-        u = (d << 1) ^ (d >> 63)
-        while u >= 0x80:
-            out[1, n_raw] = (u & 0x7F) | 0x80
-            u >>= 7
-            n_raw += 1
-        out[1, n_raw] = u
-        n_raw += 1
+        n_raw = _put_varint(out, 1, n_raw, (d << 1) ^ (d >> 63))
     return _FINE, -1, n_ts, n_raw
 
 
@@ -251,12 +253,7 @@ def _event_bins(
             return _BAD_RAW, i, 0, 0, 0
         delta = ts[i] - prev_t
         prev_t = ts[i]
-        for col, u in ((0, ids[i]), (1, (delta << 1) ^ (delta >> 63)), (2, (val[i] << 1) ^ (val[i] >> 63))):
-            n = sizes[col]
-            while u >= 0x80:
-                out[col, n] = (u & 0x7F) | 0x80
-                u >>= 7
-                n += 1
-            out[col, n] = u
-            sizes[col] = n + 1
+        sizes[0] = _put_varint(out, 0, sizes[0], ids[i])
+        sizes[1] = _put_varint(out, 1, sizes[1], (delta << 1) ^ (delta >> 63))
+        sizes[2] = _put_varint(out, 2, sizes[2], (val[i] << 1) ^ (val[i] >> 63))
     return _FINE, -1, sizes[0], sizes[1], sizes[2]
