@@ -223,6 +223,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_report_parser(sub)
 
+    from gateway.load_cli import add_load_parser
+
+    add_load_parser(sub)
+
     sim = sub.add_parser("simulate", help="publish a simulated fleet")
     sim.add_argument("--vehicles", type=int, default=10)
     sim.add_argument("--duration", type=float, default=3600.0, help="simulated seconds, ending now")

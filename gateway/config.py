@@ -52,6 +52,7 @@ GROUPS = {
     "cdp": "Delivery of tag changes to CDPs",
 }
 _MAX_BATCH_MESSAGES = 20_000
+_MAX_WORKERS = 64
 
 
 def _setting(default: Any, group: str, doc: str) -> Any:
@@ -86,6 +87,13 @@ class GatewayConfig:
         "mqtt",
         "MQTT 5 shared subscription group (`$share/<group>/vi/v1/+/+`): gateways in one group split the stream."
         " Empty: a plain subscription. No `/`, `+` or `#`.",
+    )
+    workers: int = _setting(
+        1,
+        "mqtt",
+        "Gateway processes on one MQTT 5 shared subscription (`share_group`, or `vehicle-ingest` when empty)."
+        " Worker k uses client id `<client_id>-k`, HTTP port `http_port + k` and, on an embedded store, its own"
+        " shard `<path>/worker-k`; a worker that dies is restarted. Tags run in worker 0 only, on a server store.",
     )
     session_expiry_s: int = _setting(
         86_400, "mqtt", "How long the broker keeps the session and its queued messages while the gateway is away."
@@ -152,8 +160,10 @@ def _range_problems(c: GatewayConfig) -> list[ConfigError]:
         "max_future_s",
     )
     errors = [ConfigError(k, f"must be > 0, got {getattr(c, k)}") for k in positive if getattr(c, k) <= 0]
-    if c.http_port > 65535:
-        errors.append(ConfigError("http_port", f"must be a TCP port (1-65535), got {c.http_port}"))
+    if not 1 <= c.workers <= _MAX_WORKERS:
+        errors.append(ConfigError("workers", f"must be 1-{_MAX_WORKERS}, got {c.workers}"))
+    if c.http_port + max(c.workers, 1) - 1 > 65535:
+        errors.append(ConfigError("http_port", f"must be a TCP port (1-65535) for every worker, got {c.http_port}"))
     if c.receive_max > 65535:
         errors.append(ConfigError("receive_max", f"MQTT 5 allows at most 65535, got {c.receive_max}"))
     if c.tags_interval_s < 0:

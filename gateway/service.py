@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 EXIT_GAVE_UP = 75  # EX_TEMPFAIL: stopped with a batch not stored (and so not acked)
 _RETRY_MAX_S = 10.0
+_RELEASE_MEMORY_EVERY_S = 5.0
 _API_SETTINGS = {"readonly": 1, "max_execution_time": 30}
 T = TypeVar("T")
 
@@ -83,6 +84,7 @@ class Gateway:
         self._tag_lock = asyncio.Lock()
         self._store_ok = True
         self._last_progress = time.monotonic()
+        self._last_release = time.monotonic()
         self.exit_code = 0
         self.source: MqttSource | None = None
         self.http: HttpServer | None = None
@@ -175,8 +177,19 @@ class Gateway:
         outcome = await self._ingest_with_retry(topics, payloads)
         self.source.settle(batch)
         self._last_progress = time.monotonic()
+        await self._release_memory_now_and_then()
         if outcome.rejected:
             log.info("rejected %s", dict(outcome.rejected))
+
+    async def _release_memory_now_and_then(self) -> None:
+        """Hand the engine's freed pages back to the OS every few seconds, after the acks: RSS stays flat."""
+        if time.monotonic() - self._last_release < _RELEASE_MEMORY_EVERY_S:
+            return
+        self._last_release = time.monotonic()
+        try:
+            await self.run_store(self._store.release_memory)
+        except StoreError as exc:
+            log.warning("could not release the store's free memory: %s", exc)
 
     async def _ingest_with_retry(self, topics: list[str], payloads: list[bytes]) -> IngestOutcome:
         """Retry until stored: the store's identity check makes each attempt idempotent."""
@@ -301,6 +314,10 @@ class Gateway:
 
 def run_gateway(config: GatewayConfig) -> int:
     """Open the store, migrate, serve until SIGTERM/SIGINT; 0 after a clean flush, 75 if a batch was left unacked."""
+    if config.workers > 1:
+        from gateway.workers import run_workers
+
+        return run_workers(config)
     store = Store.open(config.store)
     applied = store.migrate()
     if applied:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter as Tally
 from dataclasses import dataclass, field
-from time import perf_counter
+from time import perf_counter, time_ns
 
 import numpy as np
 
@@ -105,7 +105,8 @@ class Ingestor:
         self._metrics.insert_seconds.observe(perf_counter() - decoded_at)
         outcome.duplicates = int(((reason == Reason.OK) & ~fresh).sum())
         outcome.rejected = Tally(Reason(int(r)).label for r in reason[reason != Reason.OK])
-        self._count(outcome, batch, fresh, now_ms)
+        # Lag runs to the moment the insert returned (queryable), not to `now_ms` (the batch's receive time).
+        self._count(outcome, batch, fresh, time_ns() // 1_000_000)
         return outcome
 
     def _drop_stored(self, batch: DecodedBatch, ids: _Identities, reason: np.ndarray) -> np.ndarray:
@@ -179,7 +180,7 @@ class Ingestor:
             )
         )
 
-    def _count(self, outcome: IngestOutcome, batch: DecodedBatch, fresh: np.ndarray, now_ms: int) -> None:
+    def _count(self, outcome: IngestOutcome, batch: DecodedBatch, fresh: np.ndarray, stored_ms: int) -> None:
         mt = self._metrics
         mt.stored.inc(outcome.stored)
         mt.duplicates.inc(outcome.duplicates)
@@ -191,5 +192,5 @@ class Ingestor:
                 mt.identity_violations.labels(label).inc(count)
         mt.batch_messages.observe(len(batch.messages))
         mt.batch_samples.observe(outcome.samples)
-        for lag_ms in (now_ms - batch.messages.ts_max[fresh]).tolist():
+        for lag_ms in (stored_ms - batch.messages.ts_max[fresh]).tolist():
             mt.lag_seconds.observe(max(lag_ms, 0) / 1000.0)

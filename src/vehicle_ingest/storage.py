@@ -131,6 +131,11 @@ class Store:
             raise StoreError(f"cannot open store {dsn}: {exc}") from exc
         return cls(client, dsn)
 
+    def release_memory(self) -> None:
+        """Embedded engine: return freed allocator pages to the OS (its jemalloc keeps them otherwise)."""
+        if self.dsn.startswith("chdb://"):
+            self.command("SYSTEM JEMALLOC PURGE")
+
     def close(self) -> None:
         self._client.close()
 

@@ -1,0 +1,284 @@
+"""End to end: load generator → mosquitto → gateway process → embedded store, at increasing offered loads.
+
+For each offered load (samples/s = vehicles * hz * signals) a fresh broker,
+gateway and chDB store are started on this machine, `vehicle-ingest load`
+publishes for `--duration` seconds, and the gateway is then given time to
+drain. Reported per load:
+
+- stored samples/s while publishing (after a warm-up), from the gateway's
+  own counter, and the whole-run rate including the drain;
+- end-to-end lag p50/p99: newest sample of a message (stamped at publish) →
+  its insert returned (queryable), from the gateway's histogram over the
+  measured window, interpolated within buckets as Prometheus does;
+- gateway CPU (cores used), peak RSS, RSS at the end; load generator and
+  mosquitto CPU, because they share the 2 cores;
+- loss and duplicates: the store (messages, samples, value checksum) against
+  what the broker acknowledged to the generator. Must be 0 / 0.
+
+A PNG plot of throughput and latency against offered load is written next
+to the JSON (`--plot`).
+
+Usage: python benchmarks/bench_pipeline.py [--loads 250000,500000,1000000] [--duration 30]
+       [--plot benchmarks/pipeline.png] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.broker import Mosquitto, free_port
+from gateway.demo import GatewayProcess
+
+HZ, SIGNALS, PERIOD_S = 10.0, 10, 5.0
+_TICK = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _rss_mb(pid: int) -> float:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE / 2**20
+
+
+@dataclass
+class _Sampler:
+    """CPU and RSS of a process, sampled in a thread."""
+
+    pid: int
+    interval: float = 0.5
+    rss: list[tuple[float, float]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.cpu0, self.t0 = _cpu_seconds(self.pid), time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.rss.append((time.monotonic() - self.t0, _rss_mb(self.pid)))
+            except OSError:
+                return
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        cpu = _cpu_seconds(self.pid) - self.cpu0
+        elapsed = time.monotonic() - self.t0
+        values = [r for _, r in self.rss] or [0.0]
+        return {"cores": round(cpu / elapsed, 3), "rss_peak_mb": round(max(values), 1), "rss_end_mb": round(values[-1], 1)}
+
+
+def _scrape(gw: GatewayProcess) -> dict[str, object]:
+    """Samples stored and the lag histogram's cumulative buckets."""
+    text = gw.get("/metrics")[1].decode()
+    out: dict[str, object] = {"samples": 0.0, "buckets": {}}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            if s.name == "vehicle_ingest_samples_stored_total":
+                out["samples"] = s.value
+            elif s.name == "vehicle_ingest_end_to_end_lag_seconds_bucket":
+                out["buckets"][float(s.labels["le"])] = s.value  # type: ignore[index]
+    return out
+
+
+def _quantile(q: float, start: dict[float, float], end: dict[float, float]) -> float | None:
+    """histogram_quantile over the bucket increase between two scrapes."""
+    bounds = sorted(end)
+    counts = [end[b] - start.get(b, 0.0) for b in bounds]
+    total = counts[-1]
+    if total <= 0:
+        return None
+    rank, lower, below = q * total, 0.0, 0.0
+    for bound, cumulative in zip(bounds, counts, strict=True):
+        if cumulative >= rank:
+            if bound == float("inf"):
+                return lower
+            inside = cumulative - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = bound, cumulative
+    return lower
+
+
+def _gateway_args(args: argparse.Namespace) -> list[str]:
+    return [
+        "--receive-max",
+        str(args.receive_max),
+        "--batch-max-messages",
+        str(args.batch_max_messages),
+        "--batch-linger-ms",
+        str(args.linger_ms),
+        "--tags-interval-s",
+        "0",
+    ]
+
+
+def _run_level(samples_per_s: int, args: argparse.Namespace, workdir: Path) -> dict[str, object]:
+    vehicles = round(samples_per_s / (HZ * SIGNALS))
+    rate = vehicles / PERIOD_S
+    level = workdir / f"load-{samples_per_s}"
+    level.mkdir()
+    with Mosquitto.running(level / "broker") as broker:
+        gw = GatewayProcess(broker.url, f"chdb://{level}/store", free_port(), level / "gateway.log", *_gateway_args(args))
+        try:
+            gw.wait_ready(120)
+            return _measure(gw, broker, vehicles, rate, args, level)
+        finally:
+            gw.stop()
+
+
+def _load_command(broker: Mosquitto, vehicles: int, rate: float, args: argparse.Namespace, truth: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "gateway.cli", "load", "--quiet", "--mqtt-url", broker.url,
+        "--vehicles", str(vehicles), "--rate", str(rate), "--hz", str(HZ), "--signals", str(SIGNALS),
+        "--duration", str(args.duration), "--connections", str(args.connections), "--truth", str(truth),
+    ]  # fmt: skip
+
+
+def _measure(
+    gw: GatewayProcess, broker: Mosquitto, vehicles: int, rate: float, args: argparse.Namespace, level: Path
+) -> dict[str, object]:
+    truth_path = level / "truth.json"
+    gateway_usage = _Sampler(gw.process.pid)
+    broker_usage = _Sampler(broker.process.pid)  # type: ignore[union-attr]
+    children_before, load_started = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
+    load = subprocess.Popen(_load_command(broker, vehicles, rate, args, truth_path))
+    time.sleep(min(args.warmup, args.duration / 3))
+    first, t_first = _scrape(gw), time.monotonic()
+    last, t_last = first, t_first
+    while load.poll() is None:
+        last, t_last = _scrape(gw), time.monotonic()
+        time.sleep(0.5)
+    # The load generator is the only child reaped in this window.
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    load_cpu = {"cores": round((children.ru_utime + children.ru_stime - children_before.ru_utime
+                                - children_before.ru_stime) / (time.monotonic() - load_started), 3)}  # fmt: skip
+    if load.returncode != 0:
+        raise RuntimeError(f"load generator exited with {load.returncode}")
+    truth = json.loads(truth_path.read_text())
+    drain_started = time.monotonic()
+    final = _wait_drained(gw, truth["samples"], args.drain_timeout)
+    drain_s = time.monotonic() - drain_started
+    gateway = gateway_usage.stop()
+    broker_cpu = broker_usage.stop()
+    stats = gw.stats()
+    window = max(t_last - t_first, 1e-9)
+    return {
+        "offered_samples_per_s": round(vehicles * HZ * SIGNALS),
+        "vehicles": vehicles,
+        "offered_msgs_per_s": rate,
+        "acked_samples_per_s": truth["acked_samples_per_s"],
+        "stored_samples_per_s": round((last["samples"] - first["samples"]) / window),  # type: ignore[operator]
+        "drain_s": round(drain_s, 2),
+        "lag_p50_s": _round(_quantile(0.5, first["buckets"], final["buckets"])),  # type: ignore[arg-type]
+        "lag_p99_s": _round(_quantile(0.99, first["buckets"], final["buckets"])),  # type: ignore[arg-type]
+        "gateway_cores": gateway["cores"],
+        "gateway_rss_peak_mb": gateway["rss_peak_mb"],
+        "gateway_rss_end_mb": gateway["rss_end_mb"],
+        "loadgen_cores": load_cpu["cores"],
+        "mosquitto_cores": broker_cpu["cores"],
+        "acked_messages": truth["messages"],
+        "stored_messages": stats["messages"],
+        "lost_messages": truth["messages"] - stats["messages"],
+        "lost_samples": truth["samples"] - stats["samples"],
+        "value_sum_matches": abs(stats["value_sum"] - truth["value_sum"]) <= 1e-9 * max(1.0, abs(truth["value_sum"])),
+        "duplicates": _duplicates(gw),
+        "rss_series": gateway_usage.rss if args.keep_series else None,
+    }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def _wait_drained(gw: GatewayProcess, samples: int, timeout: float) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while True:
+        scrape = _scrape(gw)
+        if scrape["samples"] >= samples or time.monotonic() > deadline:  # type: ignore[operator]
+            return scrape
+        time.sleep(0.2)
+
+
+def _duplicates(gw: GatewayProcess) -> int:
+    """Rows beyond the first copy of each (vin, seq, signal, ts): 0 when exactly once."""
+    rows = gw.sql("SELECT count() - (SELECT count() FROM (SELECT DISTINCT vin, seq, signal_id, ts FROM signals)) FROM signals")
+    return int(rows[0][0])
+
+
+def _plot(levels: list[dict[str, object]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    offered = [lv["offered_samples_per_s"] / 1e6 for lv in levels]  # type: ignore[operator]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    ax1.plot(offered, offered, "--", color="grey", label="offered")
+    ax1.plot(offered, [lv["stored_samples_per_s"] / 1e6 for lv in levels], "o-", label="stored")  # type: ignore[operator]
+    ax1.set(xlabel="offered load (M samples/s)", ylabel="M samples/s", title="Throughput, one gateway process")
+    ax1.legend()
+    ax2.plot(offered, [lv["lag_p50_s"] for lv in levels], "o-", label="p50")
+    ax2.plot(offered, [lv["lag_p99_s"] for lv in levels], "s-", label="p99")
+    ax2.axhline(1.5, color="red", lw=0.8, ls=":", label="p99 goal at half load")
+    ax2.set(xlabel="offered load (M samples/s)", ylabel="seconds", title="Publish → queryable lag")
+    ax2.legend()
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    fig.suptitle("vehicle-ingest: load generator + mosquitto + gateway + chDB on one 2-core machine", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--loads", default="250000,500000,750000,1000000,1250000", help="offered samples/s, comma-separated")
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of publishing per load")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--drain-timeout", type=float, default=120.0)
+    parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--receive-max", type=int, default=4000)
+    parser.add_argument("--batch-max-messages", type=int, default=2000)
+    parser.add_argument("--linger-ms", type=int, default=200)
+    parser.add_argument("--plot", default=None, help="write a PNG of throughput and lag against offered load")
+    parser.add_argument("--keep-series", action="store_true", help="include the gateway RSS time series")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    levels = []
+    with tempfile.TemporaryDirectory(prefix="vi-bench-pipeline-") as tmp:
+        for load in [int(x) for x in args.loads.split(",")]:
+            result = _run_level(load, args, Path(tmp))
+            levels.append(result)
+            shown = {k: v for k, v in result.items() if k != "rss_series"}
+            print(json.dumps(shown), file=sys.stderr if args.json else sys.stdout, flush=True)
+    if args.plot:
+        _plot(levels, Path(args.plot))
+    summary = {
+        "levels": levels,
+        "max_stored_samples_per_s": max(lv["stored_samples_per_s"] for lv in levels),  # type: ignore[type-var]
+        "lost_messages": sum(lv["lost_messages"] for lv in levels),  # type: ignore[misc]
+        "duplicates": sum(lv["duplicates"] for lv in levels),  # type: ignore[misc]
+        "cpus": os.cpu_count(),
+    }
+    if args.json:
+        print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""One real MQTT connection per vehicle (thousands of them), on one asyncio loop with aiomqtt.
+
+This is what a broker sees from a real fleet: every head unit its own TCP
+connection, client id and keepalive. Each vehicle publishes once per period
+at its own phase and awaits its PUBACK; only acknowledged messages count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING, TextIO
+
+import aiomqtt
+from paho.mqtt.enums import MQTTProtocolVersion
+
+from gateway.mqtt_source import parse_mqtt_url
+from simulators.publisher import PublishTotals
+
+if TYPE_CHECKING:
+    from simulators.fleet import SimMessage
+    from simulators.load import LoadFleet, LoadResult, LoadSpec
+
+__all__ = ["publish_per_vehicle"]
+
+_CONNECTS_AT_ONCE = 64
+
+
+class _Count:
+    def __init__(self) -> None:
+        self.totals = PublishTotals()
+        self.sent = 0
+        self.connected = 0
+        self.started: float | None = None  # when publishing began (all connected)
+
+    def acked(self, msg: SimMessage) -> None:
+        t = self.totals
+        t.messages += 1
+        t.samples += msg.samples
+        t.events += msg.events
+        t.value_sum += msg.value_sum
+        t.bytes += len(msg.payload)
+
+
+async def _vehicle(
+    vehicle: int,
+    spec: LoadSpec,
+    host: str,
+    port: int,
+    fleet: LoadFleet,
+    count: _Count,
+    gates: tuple[asyncio.Semaphore, asyncio.Event],
+) -> None:
+    connecting, go = gates
+    client = aiomqtt.Client(
+        host, port, identifier=f"vi-veh-{fleet.vins[vehicle]}", protocol=MQTTProtocolVersion.MQTTv5, keepalive=60
+    )
+    async with connecting:
+        await client.__aenter__()
+    count.connected += 1
+    try:
+        await go.wait()
+        period = spec.period_s
+        started = time.monotonic() + vehicle / spec.vehicles * period
+        event_chance = spec.events_per_hour * period / 3600.0
+        for k in range(int(spec.duration_s / period)):
+            await asyncio.sleep(max(0.0, started + k * period - time.monotonic()))
+            messages = [fleet.signal_message(vehicle, k)]
+            if fleet.rng.random() < event_chance:
+                messages.append(fleet.event_message_for(vehicle))
+            for msg in messages:
+                count.sent += 1
+                with contextlib.suppress(aiomqtt.MqttError):  # not acked: counted as failed at the end
+                    await client.publish(msg.topic, msg.payload, qos=1, timeout=60)
+                    count.acked(msg)
+    finally:
+        with contextlib.suppress(aiomqtt.MqttError):
+            await client.__aexit__(None, None, None)
+
+
+async def _report(count: _Count, spec: LoadSpec, progress: TextIO | None, stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+        if progress is not None:
+            t, elapsed = count.totals, max(time.monotonic() - (count.started or time.monotonic()), 1e-9)
+            progress.write(
+                f"{elapsed:6.1f}s connections {count.connected:>6,}/{spec.vehicles:,} sent {count.sent:>9,}"
+                f" acked {t.messages:>9,} {t.messages / elapsed:>8,.0f} msg/s {t.samples / elapsed:>11,.0f} samples/s\n"
+            )
+            progress.flush()
+
+
+async def publish_per_vehicle(spec: LoadSpec, url: str, fleet: LoadFleet, progress: TextIO | None) -> LoadResult:
+    from simulators.load import LoadResult
+
+    host, port, _tls = parse_mqtt_url(url)
+    count = _Count()
+    go, stop = asyncio.Event(), asyncio.Event()
+    gates = (asyncio.Semaphore(_CONNECTS_AT_ONCE), go)
+    reporter = asyncio.create_task(_report(count, spec, progress, stop))
+    tasks = [asyncio.create_task(_vehicle(v, spec, host, port, fleet, count, gates)) for v in range(spec.vehicles)]
+    while count.connected < spec.vehicles and not any(t.done() for t in tasks):
+        await asyncio.sleep(0.05)
+    started = count.started = time.monotonic()
+    go.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    stop.set()
+    await reporter
+    errors = [r for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise ConnectionError(f"{len(errors)} of {spec.vehicles} vehicle connections failed: {errors[0]!r}")
+    count.totals.seconds = time.monotonic() - started
+    count.totals.failed = count.sent - count.totals.messages
+    return LoadResult(count.totals, count.sent, spec.rate, spec.samples_per_message, connections=count.connected)
