@@ -160,12 +160,13 @@ def _measure(
     children_before, load_started = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     load = subprocess.Popen(_load_command(broker, vehicles, rate, args, truth_path))
     time.sleep(min(args.warmup, args.duration / 3))
+    profiler = _start_profiler(gw.process.pid, args, level) if args.profile else None
     first, t_first = _scrape(gw), time.monotonic()
     last, t_last = first, t_first
     while load.poll() is None:
         last, t_last = _scrape(gw), time.monotonic()
         time.sleep(0.5)
-    # The load generator is the only child reaped in this window.
+    # The load generator is the only child reaped in this window (the profiler is reaped after it).
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     load_cpu = {"cores": round((children.ru_utime + children.ru_stime - children_before.ru_utime
                                 - children_before.ru_stime) / (time.monotonic() - load_started), 3)}  # fmt: skip
@@ -177,6 +178,9 @@ def _measure(
     drain_s = time.monotonic() - drain_started
     gateway = gateway_usage.stop()
     broker_cpu = broker_usage.stop()
+    if profiler is not None:
+        profiler.wait(timeout=120)
+        Path(args.profile).write_text(profile_summary(level / "profile.txt", samples_per_s=vehicles * HZ * SIGNALS))
     stats = gw.stats()
     window = max(t_last - t_first, 1e-9)
     return {
@@ -199,8 +203,52 @@ def _measure(
         "lost_samples": truth["samples"] - stats["samples"],
         "value_sum_matches": abs(stats["value_sum"] - truth["value_sum"]) <= 1e-9 * max(1.0, abs(truth["value_sum"])),
         "duplicates": _duplicates(gw),
-        "rss_series": gateway_usage.rss if args.keep_series else None,
+        "rss_series": gateway_usage.rss if args.keep_series or args.rss_plot else None,
     }
+
+
+def _start_profiler(pid: int, args: argparse.Namespace, level: Path) -> subprocess.Popen[bytes]:
+    """py-spy on the gateway for most of the publishing window, native frames included (chDB releases the GIL)."""
+    seconds = max(5, int(args.duration - args.warmup - 2))
+    command = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50", "--native"]
+    return subprocess.Popen([*command, "--format", "raw", "-o", str(level / "profile.txt")], stdout=subprocess.DEVNULL)
+
+
+# Where a sample of the gateway was, by the innermost frame of ours (or the library) on its stack.
+_STAGES = (
+    ("store: insert signals (chDB: sort, compress, projection, materialized views)", "insert_signals"),
+    ("store: insert events", "insert_events"),
+    ("store: identity lookup (by_message projection)", "known_messages"),
+    ("store: release freed memory", "release_memory"),
+    ("decode (numba)", "codec/_numba_decode.py"),
+    ("validate + identities", "vehicle_ingest/validate.py"),
+    ("ingest bookkeeping (metrics, dead letters, identities)", "vehicle_ingest/ingest.py"),
+    ("MQTT receive + PUBACK (paho thread)", "paho/mqtt"),
+    ("asyncio loop: batching, hand-over, HTTP", "asyncio"),
+)
+_IDLE = ("select (", "epoll_wait (", "poll (", "pthread_cond_wait", "pthread_cond_timedwait", "sem_wait", "__futex")
+
+
+def profile_summary(raw: Path, samples_per_s: float) -> str:
+    """Busy samples per stage from py-spy's raw output, as a table."""
+    busy: dict[str, int] = {}
+    total = idle = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        total += n
+        frames = stack.split(";")
+        if any(frames[-1].startswith(w) for w in _IDLE) or "_worker (concurrent/futures/thread.py:8" in frames[-1]:
+            idle += n
+            continue
+        stage = next((name for name, key in _STAGES if key in stack), "other")
+        busy[stage] = busy.get(stage, 0) + n
+    lines = [f"py-spy, {total} samples at 50 Hz over all gateway threads, {idle} idle; offered {samples_per_s:,.0f} samples/s",
+             f"{'stage':<80} {'busy samples':>12} {'share of busy':>13}"]  # fmt: skip
+    all_busy = max(sum(busy.values()), 1)
+    for name, n in sorted(busy.items(), key=lambda kv: -kv[1]):
+        lines.append(f"{name:<80} {n:>12} {n / all_busy:>12.0%}")
+    return "\n".join(lines) + "\n"
 
 
 def _round(x: float | None) -> float | None:
@@ -246,6 +294,24 @@ def _plot(levels: list[dict[str, object]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _plot_rss(levels: list[dict[str, object]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for lv in levels:
+        series = lv["rss_series"] or []
+        ax.plot([t / 60 for t, _ in series], [r for _, r in series], label=f"{lv['offered_samples_per_s']:,} samples/s offered")  # type: ignore[union-attr,index]
+    ax.axhline(400, color="red", lw=0.8, ls=":", label="goal 400 MB")
+    ax.set(xlabel="minutes", ylabel="gateway RSS (MB)", title="Gateway memory under sustained load", ylim=(0, None))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--loads", default="250000,500000,750000,1000000,1250000", help="offered samples/s, comma-separated")
@@ -258,6 +324,8 @@ def main() -> None:
     parser.add_argument("--linger-ms", type=int, default=200)
     parser.add_argument("--plot", default=None, help="write a PNG of throughput and lag against offered load")
     parser.add_argument("--keep-series", action="store_true", help="include the gateway RSS time series")
+    parser.add_argument("--rss-plot", default=None, help="write a PNG of gateway RSS over time (one per load)")
+    parser.add_argument("--profile", default=None, help="py-spy the gateway under load; write the per-stage table here")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     levels = []
@@ -269,6 +337,10 @@ def main() -> None:
             print(json.dumps(shown), file=sys.stderr if args.json else sys.stdout, flush=True)
     if args.plot:
         _plot(levels, Path(args.plot))
+    if args.rss_plot:
+        _plot_rss(levels, Path(args.rss_plot))
+    for lv in levels:
+        lv.pop("rss_series", None)
     summary = {
         "levels": levels,
         "max_stored_samples_per_s": max(lv["stored_samples_per_s"] for lv in levels),  # type: ignore[type-var]

@@ -68,10 +68,12 @@ class MqttSource:
         self._metrics = metrics
         self._loop = loop
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # signalled when settle() frees window slots
         self._generation = 0
         self._connected = False
         self._accepting = True
         self._unacked = 0
+        self._arrived: list[Delivery] = []  # filled by the paho thread, moved to `queue` on the loop
         self._client = self._build_client()
 
     @property
@@ -108,9 +110,12 @@ class MqttSource:
 
     def stop_accepting(self) -> None:
         """Take no new deliveries; the broker keeps them for the next session."""
-        self._accepting = False
+        with self._room:
+            self._accepting = False
+            self._room.notify_all()
 
     def close(self) -> None:
+        self.stop_accepting()  # releases a network thread waiting for window room
         self._client.disconnect()
         self._client.loop_stop()
         self._connected = False
@@ -130,6 +135,7 @@ class MqttSource:
                     acked += 1
             self._unacked -= len(deliveries)
             self._metrics.unacked.set(self._unacked)
+            self._room.notify_all()
         return acked
 
     # -- paho thread ------------------------------------------------------
@@ -162,9 +168,30 @@ class MqttSource:
             topic = msg.topic
         except UnicodeDecodeError:
             topic = msg._topic.decode("utf-8", "replace")
-        with self._lock:
-            delivery = Delivery(topic, bytes(msg.payload), msg.mid, msg.qos, self._generation)
+        with self._room:
+            if self._unacked >= self.settings.receive_max:
+                self._wait_for_room()
+            if not self._accepting:
+                return
+            self._arrived.append(Delivery(topic, bytes(msg.payload), msg.mid, msg.qos, self._generation))
             self._unacked += 1
             self._metrics.unacked.set(self._unacked)
+            wake = len(self._arrived) == 1
         self._metrics.received.inc()
-        self._loop.call_soon_threadsafe(self.queue.put_nowait, delivery)
+        if wake:  # one loop wake-up per burst, not per message
+            self._loop.call_soon_threadsafe(self._hand_over)
+
+    def _wait_for_room(self) -> None:
+        """The broker sent beyond our Receive Maximum (mosquitto 2.0.11 does after PUBACKs, see
+        docs/SCALING.md): hold the network thread so TCP backpressure keeps the excess at the
+        broker, and gateway memory stays bounded by the window."""
+        self._metrics.window_overruns.inc()
+        while self._unacked >= self.settings.receive_max and self._accepting:
+            self._room.wait(0.5)
+
+    def _hand_over(self) -> None:
+        """On the event loop: move what arrived, in arrival order, to the queue."""
+        with self._lock:
+            arrived, self._arrived = self._arrived, []
+        for delivery in arrived:
+            self.queue.put_nowait(delivery)

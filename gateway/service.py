@@ -159,7 +159,8 @@ class Gateway:
             if timeout <= 0:
                 break
             try:
-                item = await asyncio.wait_for(queue.get(), timeout)
+                # Under load the queue is rarely empty: take without a timer task per message.
+                item = queue.get_nowait() if not queue.empty() else await asyncio.wait_for(queue.get(), timeout)
             except TimeoutError:
                 if deadline is None:
                     break  # idle: let the caller check for stop

@@ -115,3 +115,32 @@ def test_two_workers_split_the_stream_and_a_killed_worker_loses_nothing(broker: 
     union = _wait_union([gw.http_port, gw.http_port + 1], result.totals.messages)
     assert all(n > 0 for n in union["per_worker"]), union  # the broker split the stream
     _assert_stored_exactly(union, result)
+
+
+def _gauge(gw, name: str) -> float:
+    for line in gw.get("/metrics")[1].decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_unacked_window_holds_even_when_the_broker_overruns_it(broker: Mosquitto, start_gateway) -> None:
+    """Gateway memory is bounded by Receive Maximum whatever the broker does (mosquitto 2.0.11 overruns it)."""
+    gw = start_gateway(broker.url, "--receive-max", "100", "--batch-max-messages", "25", "--batch-linger-ms", "20")
+    spec = LoadSpec(vehicles=200, rate=1000, hz=1, signals=12, duration_s=2, connections=2, events_per_hour=0)
+    peak, done = [0.0], threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _gauge(gw, "vehicle_ingest_unacked_messages"))
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        result = _load(spec, broker.url)
+        stats = gw.wait_stored(result.totals.messages)
+    finally:
+        done.set()
+        watcher.join()
+    assert 0 < peak[0] <= 100
+    _assert_stored_exactly(stats, result)

@@ -27,6 +27,7 @@ class Metrics:
     identity_violations: Counter
     store_errors: Counter
     reconnects: Counter
+    window_overruns: Counter
     tag_changes: Counter
     unacked: Gauge
     receive_max: Gauge
@@ -60,6 +61,9 @@ class Metrics:
             ),
             store_errors=counter("store_errors", "Failed store operations (the batch is retried, not acked)."),
             reconnects=counter("mqtt_reconnects", "MQTT connections established after the first."),
+            window_overruns=counter(
+                "mqtt_window_overruns", "Deliveries beyond Receive Maximum: the broker ignored the window; we waited."
+            ),
             tag_changes=counter("tag_changes", "Tag changes emitted to the CDP outbox.", ("action",)),
             unacked=gauge("unacked_messages", "Messages received and not yet acked to the broker."),
             receive_max=gauge("receive_max", "Configured MQTT 5 Receive Maximum: the limit of unacked_messages."),
