@@ -25,6 +25,7 @@ Usage: python benchmarks/bench_pipeline.py [--loads 250000,500000,1000000] [--du
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -33,8 +34,10 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -55,47 +58,72 @@ def _rss_mb(pid: int) -> float:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE / 2**20
 
 
+def _family(pid: int) -> list[int]:
+    """A process and its children (the workers of `--workers N`)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *(int(c) for c in children)]
+
+
 @dataclass
 class _Sampler:
-    """CPU and RSS of a process, sampled in a thread."""
+    """CPU and RSS of a process and its children, sampled in a thread."""
 
     pid: int
     interval: float = 0.5
     rss: list[tuple[float, float]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
+    _cpu: dict[int, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.cpu0, self.t0 = _cpu_seconds(self.pid), time.monotonic()
+        self.cpu0, self.t0 = self._cpu_total(), time.monotonic()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
+
+    def _cpu_total(self) -> float:
+        for pid in _family(self.pid):
+            with contextlib.suppress(OSError):  # exited between listing and reading: keep its last reading
+                self._cpu[pid] = _cpu_seconds(pid)
+        return sum(self._cpu.values())
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.rss.append((time.monotonic() - self.t0, _rss_mb(self.pid)))
+                self.rss.append((time.monotonic() - self.t0, sum(_rss_mb(p) for p in _family(self.pid))))
+                self._cpu_total()
             except OSError:
                 return
 
     def stop(self) -> dict[str, float]:
         self._stop.set()
         self._thread.join()
-        cpu = _cpu_seconds(self.pid) - self.cpu0
+        cpu = self._cpu_total() - self.cpu0
         elapsed = time.monotonic() - self.t0
         values = [r for _, r in self.rss] or [0.0]
         return {"cores": round(cpu / elapsed, 3), "rss_peak_mb": round(max(values), 1), "rss_end_mb": round(values[-1], 1)}
 
 
-def _scrape(gw: GatewayProcess) -> dict[str, object]:
-    """Samples stored and the lag histogram's cumulative buckets."""
-    text = gw.get("/metrics")[1].decode()
-    out: dict[str, object] = {"samples": 0.0, "buckets": {}}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            if s.name == "vehicle_ingest_samples_stored_total":
-                out["samples"] = s.value
-            elif s.name == "vehicle_ingest_end_to_end_lag_seconds_bucket":
-                out["buckets"][float(s.labels["le"])] = s.value  # type: ignore[index]
+def _get(port: int, path: str) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=60) as r:
+        return r.read()
+
+
+def _scrape(ports: list[int]) -> dict[str, Any]:
+    """Samples stored and the lag histogram's cumulative buckets, summed over the workers."""
+    out: dict[str, Any] = {"samples": 0.0, "buckets": {}}
+    for port in ports:
+        for family in text_string_to_metric_families(_get(port, "/metrics").decode()):
+            for s in family.samples:
+                if s.name == "vehicle_ingest_samples_stored_total":
+                    out["samples"] += s.value
+                elif s.name == "vehicle_ingest_end_to_end_lag_seconds_bucket":
+                    le = float(s.labels["le"])
+                    out["buckets"][le] = out["buckets"].get(le, 0.0) + s.value
     return out
+
+
+def _stats(ports: list[int]) -> dict[str, float]:
+    parts = [json.loads(_get(port, "/api/stats")) for port in ports]
+    return {k: sum(p[k] for p in parts) for k in ("messages", "samples", "events", "value_sum")}
 
 
 def _quantile(q: float, start: dict[float, float], end: dict[float, float]) -> float | None:
@@ -126,6 +154,8 @@ def _gateway_args(args: argparse.Namespace) -> list[str]:
         str(args.linger_ms),
         "--tags-interval-s",
         "0",
+        "--workers",
+        str(args.workers),
     ]
 
 
@@ -135,12 +165,28 @@ def _run_level(samples_per_s: int, args: argparse.Namespace, workdir: Path) -> d
     level = workdir / f"load-{samples_per_s}"
     level.mkdir()
     with Mosquitto.running(level / "broker") as broker:
-        gw = GatewayProcess(broker.url, f"chdb://{level}/store", free_port(), level / "gateway.log", *_gateway_args(args))
+        port = free_port()
+        gw = GatewayProcess(broker.url, f"chdb://{level}/store", port, level / "gateway.log", *_gateway_args(args))
         try:
-            gw.wait_ready(120)
-            return _measure(gw, broker, vehicles, rate, args, level)
+            ports = [port + k for k in range(args.workers)]
+            for p in ports:
+                _wait_ready(p, gw)
+            return _measure(gw, ports, broker, vehicles, rate, args, level)
         finally:
             gw.stop()
+
+
+def _wait_ready(port: int, gw: GatewayProcess, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if gw.process.poll() is not None:
+            raise RuntimeError(f"gateway exited with {gw.process.returncode}")
+        try:
+            _get(port, "/readyz")
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"gateway on port {port} not ready")
 
 
 def _load_command(broker: Mosquitto, vehicles: int, rate: float, args: argparse.Namespace, truth: Path) -> list[str]:
@@ -152,7 +198,13 @@ def _load_command(broker: Mosquitto, vehicles: int, rate: float, args: argparse.
 
 
 def _measure(
-    gw: GatewayProcess, broker: Mosquitto, vehicles: int, rate: float, args: argparse.Namespace, level: Path
+    gw: GatewayProcess,
+    ports: list[int],
+    broker: Mosquitto,
+    vehicles: int,
+    rate: float,
+    args: argparse.Namespace,
+    level: Path,
 ) -> dict[str, object]:
     truth_path = level / "truth.json"
     gateway_usage = _Sampler(gw.process.pid)
@@ -160,11 +212,11 @@ def _measure(
     children_before, load_started = resource.getrusage(resource.RUSAGE_CHILDREN), time.monotonic()
     load = subprocess.Popen(_load_command(broker, vehicles, rate, args, truth_path))
     time.sleep(min(args.warmup, args.duration / 3))
-    profiler = _start_profiler(gw.process.pid, args, level) if args.profile else None
-    first, t_first = _scrape(gw), time.monotonic()
+    profiler = _start_profiler(_family(gw.process.pid)[-1], args, level) if args.profile else None
+    first, t_first = _scrape(ports), time.monotonic()
     last, t_last = first, t_first
     while load.poll() is None:
-        last, t_last = _scrape(gw), time.monotonic()
+        last, t_last = _scrape(ports), time.monotonic()
         time.sleep(0.5)
     # The load generator is the only child reaped in this window (the profiler is reaped after it).
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -174,14 +226,14 @@ def _measure(
         raise RuntimeError(f"load generator exited with {load.returncode}")
     truth = json.loads(truth_path.read_text())
     drain_started = time.monotonic()
-    final = _wait_drained(gw, truth["samples"], args.drain_timeout)
+    final = _wait_drained(ports, truth["samples"], args.drain_timeout)
     drain_s = time.monotonic() - drain_started
     gateway = gateway_usage.stop()
     broker_cpu = broker_usage.stop()
     if profiler is not None:
         profiler.wait(timeout=120)
         Path(args.profile).write_text(profile_summary(level / "profile.txt", samples_per_s=vehicles * HZ * SIGNALS))
-    stats = gw.stats()
+    stats = _stats(ports)
     window = max(t_last - t_first, 1e-9)
     return {
         "offered_samples_per_s": round(vehicles * HZ * SIGNALS),
@@ -202,7 +254,8 @@ def _measure(
         "lost_messages": truth["messages"] - stats["messages"],
         "lost_samples": truth["samples"] - stats["samples"],
         "value_sum_matches": abs(stats["value_sum"] - truth["value_sum"]) <= 1e-9 * max(1.0, abs(truth["value_sum"])),
-        "duplicates": _duplicates(gw),
+        "workers": args.workers,
+        "duplicates": sum(_duplicates(p) for p in ports),
         "rss_series": gateway_usage.rss if args.keep_series or args.rss_plot else None,
     }
 
@@ -210,7 +263,8 @@ def _measure(
 def _start_profiler(pid: int, args: argparse.Namespace, level: Path) -> subprocess.Popen[bytes]:
     """py-spy on the gateway for most of the publishing window, native frames included (chDB releases the GIL)."""
     seconds = max(5, int(args.duration - args.warmup - 2))
-    command = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50", "--native"]
+    py_spy = str(Path(sys.executable).with_name("py-spy"))
+    command = [py_spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50", "--native"]
     return subprocess.Popen([*command, "--format", "raw", "-o", str(level / "profile.txt")], stdout=subprocess.DEVNULL)
 
 
@@ -255,19 +309,21 @@ def _round(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
 
 
-def _wait_drained(gw: GatewayProcess, samples: int, timeout: float) -> dict[str, object]:
+def _wait_drained(ports: list[int], samples: int, timeout: float) -> dict[str, object]:
     deadline = time.monotonic() + timeout
     while True:
-        scrape = _scrape(gw)
+        scrape = _scrape(ports)
         if scrape["samples"] >= samples or time.monotonic() > deadline:  # type: ignore[operator]
             return scrape
         time.sleep(0.2)
 
 
-def _duplicates(gw: GatewayProcess) -> int:
+def _duplicates(port: int) -> int:
     """Rows beyond the first copy of each (vin, seq, signal, ts): 0 when exactly once."""
-    rows = gw.sql("SELECT count() - (SELECT count() FROM (SELECT DISTINCT vin, seq, signal_id, ts FROM signals)) FROM signals")
-    return int(rows[0][0])
+    sql = b"SELECT count() - (SELECT count() FROM (SELECT DISTINCT vin, seq, signal_id, ts FROM signals)) FROM signals"
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/api/sql", data=sql, method="POST")
+    with urllib.request.urlopen(request, timeout=300) as r:
+        return int(json.loads(r.read())["rows"][0][0])
 
 
 def _plot(levels: list[dict[str, object]], path: Path) -> None:
@@ -319,6 +375,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--drain-timeout", type=float, default=120.0)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1, help="gateway processes on one shared subscription")
     parser.add_argument("--receive-max", type=int, default=4000)
     parser.add_argument("--batch-max-messages", type=int, default=2000)
     parser.add_argument("--linger-ms", type=int, default=200)
