@@ -194,6 +194,7 @@ def _load_command(broker: Mosquitto, vehicles: int, rate: float, args: argparse.
         sys.executable, "-m", "gateway.cli", "load", "--quiet", "--mqtt-url", broker.url,
         "--vehicles", str(vehicles), "--rate", str(rate), "--hz", str(HZ), "--signals", str(SIGNALS),
         "--duration", str(args.duration), "--connections", str(args.connections), "--truth", str(truth),
+        *(["--per-vehicle"] if args.per_vehicle else []),
     ]  # fmt: skip
 
 
@@ -255,6 +256,7 @@ def _measure(
         "lost_samples": truth["samples"] - stats["samples"],
         "value_sum_matches": abs(stats["value_sum"] - truth["value_sum"]) <= 1e-9 * max(1.0, abs(truth["value_sum"])),
         "workers": args.workers,
+        "connections": truth["connections"],
         "duplicates": sum(_duplicates(p) for p in ports),
         "rss_series": gateway_usage.rss if args.keep_series or args.rss_plot else None,
     }
@@ -375,6 +377,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--drain-timeout", type=float, default=120.0)
     parser.add_argument("--connections", type=int, default=4)
+    parser.add_argument("--per-vehicle", action="store_true", help="one MQTT connection per vehicle")
     parser.add_argument("--workers", type=int, default=1, help="gateway processes on one shared subscription")
     parser.add_argument("--receive-max", type=int, default=4000)
     parser.add_argument("--batch-max-messages", type=int, default=2000)
