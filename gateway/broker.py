@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -70,7 +71,10 @@ class Mosquitto:
 
     def _config(self) -> Path:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        lines = [
+        # As root, mosquitto drops to the `mosquitto` user, which cannot write
+        # a persistence file or log into a root-owned (test) directory.
+        lines = ["user root"] if os.geteuid() == 0 else []
+        lines += [
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true",
             "max_queued_messages 1000000",

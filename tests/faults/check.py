@@ -25,10 +25,11 @@ class Verdict:
     scenario: str
     acked: int  # messages the broker PUBACKed to the publisher: what the store must hold
     stored: int  # distinct acked identities found in the store(s)
-    lost: int  # acked, not stored
+    lost: int  # acked, not stored, and no fault of the broker explains it
     duplicated: int  # stored more than once (in one store, or across stores)
     wrong: int  # stored once but with other samples or values than sent
     unacked_stored: int = 0  # stored although the PUBACK never reached the publisher (allowed)
+    broker_lost: int = 0  # acked, not stored: the broker lost it (kill -9 before its autosave); reported apart
     samples_expected: int = 0
     samples_stored: int = 0
     value_sum_expected: float = 0.0
@@ -38,18 +39,28 @@ class Verdict:
 
     @property
     def exact(self) -> bool:
+        """Every acked message stored once, as sent: the samples and value checksums over all of them agree."""
         return (
-            self.lost == 0
-            and self.duplicated == 0
-            and self.wrong == 0
+            self.lost == self.broker_lost == self.duplicated == self.wrong == 0
             and self.samples_stored == self.samples_expected
             and math.isclose(self.value_sum_stored, self.value_sum_expected, rel_tol=1e-9, abs_tol=1e-6)
         )
 
+    def blame_broker(self, acked: Mapping[tuple[str, int], Expected], windows: list[tuple[float, float]]) -> None:
+        """Move losses PUBACKed inside a window (last broker save, broker kill -9] from `lost` to `broker_lost`.
+
+        Those messages existed only in the killed broker's memory: the
+        broker's own loss, made visible here, not hidden in a total.
+        """
+        blamed = [k for k in self.lost_keys if any(lo <= acked[k].acked_at <= hi for lo, hi in windows)]
+        self.broker_lost = len(blamed)
+        self.lost -= len(blamed)
+
     def line(self) -> str:
         extra = " ".join(f"{k}={v}" for k, v in self.notes.items())
+        broker = f", broker lost {self.broker_lost}" if self.broker_lost else ""
         return (
-            f"{self.scenario}: acked {self.acked}, stored {self.stored}, lost {self.lost}, "
+            f"{self.scenario}: acked {self.acked}, stored {self.stored}, lost {self.lost}{broker}, "
             f"duplicated {self.duplicated}, wrong {self.wrong}, samples {self.samples_stored}/{self.samples_expected}"
             f"{' ' + extra if extra else ''}"
         )

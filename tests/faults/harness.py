@@ -22,11 +22,20 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, poll: f
         time.sleep(poll)
 
 
-def drain(gateways: list[GatewayProcess], messages: int, timeout: float) -> bool:
-    """Wait until the gateways' stores together hold `messages`; False on timeout (the verdict then shows the loss)."""
+def drain(gateways: list[GatewayProcess], messages: int, timeout: float, quiet_s: float = 5.0) -> bool:
+    """Wait until the gateways' stores together hold `messages`, or stop growing for `quiet_s` with nothing unacked.
+
+    False when the count was not reached: the verdict then shows the loss,
+    without waiting out the whole timeout for messages that will never come.
+    """
     deadline = time.monotonic() + timeout
-    while sum(gw.stats()["messages"] for gw in gateways) < messages:
-        if time.monotonic() > deadline:
+    last, last_change = -1, time.monotonic()
+    while (held := sum(gw.stats()["messages"] for gw in gateways)) < messages:
+        now = time.monotonic()
+        if held != last:
+            last, last_change = held, now
+        idle = all(metric(gw, "vehicle_ingest_unacked_messages") == 0 for gw in gateways)
+        if now > deadline or (idle and now - last_change > quiet_s):
             return False
         time.sleep(0.25)
     return True

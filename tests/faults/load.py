@@ -43,7 +43,7 @@ class Expected:
 
     samples: int
     value_sum: float
-    acked_at: float  # time.monotonic() of the PUBACK
+    acked_at: float  # time.time() of the PUBACK: wall clock, to compare with the broker's log
 
 
 @dataclass
@@ -152,4 +152,4 @@ class Load:
 
     def _settle(self, pending: _Pending, failed: bool) -> None:
         if not failed:
-            self.acked[pending.key] = Expected(pending.samples, pending.value_sum, time.monotonic())
+            self.acked[pending.key] = Expected(pending.samples, pending.value_sum, time.time())
