@@ -59,10 +59,10 @@ class Verdict:
     def line(self) -> str:
         extra = " ".join(f"{k}={v}" for k, v in self.notes.items())
         broker = f", broker lost {self.broker_lost}" if self.broker_lost else ""
+        samples = f", samples {self.samples_stored}/{self.samples_expected}" if self.samples_expected else ""
         return (
             f"{self.scenario}: acked {self.acked}, stored {self.stored}, lost {self.lost}{broker}, "
-            f"duplicated {self.duplicated}, wrong {self.wrong}, samples {self.samples_stored}/{self.samples_expected}"
-            f"{' ' + extra if extra else ''}"
+            f"duplicated {self.duplicated}, wrong {self.wrong}{samples}{' ' + extra if extra else ''}"
         )
 
 
