@@ -33,7 +33,6 @@ def record(request: pytest.FixtureRequest) -> Callable[[Verdict], Verdict]:
 
     def keep(verdict: Verdict) -> Verdict:
         request.config.stash.setdefault(VERDICTS, []).append(verdict)
-        print(verdict.line())
         return verdict
 
     return keep

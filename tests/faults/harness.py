@@ -22,7 +22,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, poll: f
         time.sleep(poll)
 
 
-def drain(gateways: list[GatewayProcess], messages: int, timeout: float, quiet_s: float = 5.0) -> bool:
+def drain(gateways: list[GatewayProcess], messages: int, timeout: float, quiet_s: float = 3.0) -> bool:
     """Wait until the gateways' stores together hold `messages`, or stop growing for `quiet_s` with nothing unacked.
 
     False when the count was not reached: the verdict then shows the loss,

@@ -25,7 +25,7 @@ class Scale:
 
     @classmethod
     def fast(cls) -> Scale:
-        return cls("fast", kills=3, rate=300, broker_load_s=1.5, store_outage_s=4, cdp_outage_s=4, shared_load_s=3)
+        return cls("fast", kills=3, rate=300, broker_load_s=1.0, store_outage_s=3, cdp_outage_s=3, shared_load_s=3)
 
     @classmethod
     def full(cls) -> Scale:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from gateway.demo import GatewayProcess
+from gateway.service import EXIT_GAVE_UP
 from tests.faults.check import compare, stored_messages
 from tests.faults.harness import drain, metric, rss_mb, wait_until
 from tests.faults.load import Load
@@ -94,7 +95,9 @@ class _DiskFull:
 
 
 @pytest.fixture(params=["immutable", "disk_full"])
-def fault(request, tmp_path) -> Iterator[_Immutable | _DiskFull]:
+def fault(request, tmp_path, scale) -> Iterator[_Immutable | _DiskFull]:
+    if request.param == "disk_full" and scale.name == "fast":
+        pytest.skip("disk full runs in the full matrix (make faults); make test runs the immutable-directory variant")
     f = _Immutable(tmp_path) if request.param == "immutable" else _DiskFull(tmp_path)
     yield f
     f.heal()
@@ -102,31 +105,40 @@ def fault(request, tmp_path) -> Iterator[_Immutable | _DiskFull]:
         f.close()
 
 
-def _during(seconds: float, probe: Probe, gw: GatewayProcess) -> None:
+def _during(seconds: float, gw: GatewayProcess) -> Probe:
+    probe = Probe()
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         probe.sample(gw)
         time.sleep(0.5)
+    return probe
 
 
 def test_store_outage_acks_nothing_unstored_and_drains_after(rig, scale, record, fault, request):
     broker = rig.broker()
-    flags = ("--receive-max", str(RECEIVE_MAX), "--batch-max-messages", "200")
+    flags = ("--receive-max", str(RECEIVE_MAX), "--batch-max-messages", "200", "--stop-timeout-s", "2")
     gw = rig.gateway(broker.url, *flags, store=fault.store)
     load = Load(broker.url, prefix=PREFIX, rate=scale.rate).start()
-    probe = Probe()
     try:
         wait_until(lambda: gw.stats()["messages"] > 0, 30, "first messages stored before the fault")
         rss_before = rss_mb(gw.process.pid)
         fault.break_(gw)
         wait_until(lambda: gw.get("/readyz")[0] == 503, 15, "/readyz to turn 503 once inserts fail")
         sent_at_outage = load.sent
-        _during(scale.store_outage_s, probe, gw)
+        first = _during(scale.store_outage_s / 2, gw)
+        # SIGTERM mid-outage: the gateway gives up after stop_timeout_s and exits
+        # 75 with its batch unacked; a new one starts on the still-broken store.
+        stop_code = gw.stop()
+        gw = rig.gateway(broker.url, *flags, store=fault.store)
+        wait_until(lambda: gw.get("/readyz")[0] == 503, 15, "/readyz 503 again after the restart")
+        second = _during(scale.store_outage_s / 2, gw)
         sent_in_outage = load.sent - sent_at_outage
         fault.heal()
+        healed = time.monotonic()
     finally:
         load.stop()
     drained = drain([gw], len(load.acked), timeout=60)
+    drained_s = time.monotonic() - healed
     ready_after = gw.get("/readyz")[0]
     verdict = compare(
         f"store outage ({request.node.callspec.id}) {scale.store_outage_s:.0f}s",
@@ -135,20 +147,23 @@ def test_store_outage_acks_nothing_unstored_and_drains_after(rig, scale, record,
     )
     verdict.notes.update(
         published_during_outage=sent_in_outage,
-        max_unacked=int(max(probe.unacked)),
+        max_unacked=f"{max(first.unacked):.0f}/{max(second.unacked):.0f}",
         receive_max=RECEIVE_MAX,
-        rss_mb=f"{rss_before:.0f}->{max(probe.rss_mb):.0f}",
+        rss_mb=f"{rss_before:.0f}->{max(first.rss_mb):.0f}",
+        exit_on_sigterm_mid_outage=stop_code,
+        drained_after_heal_s=round(drained_s, 1),
     )
     record(verdict)
     assert gw.stop() == 0
-    assert all(code == 503 for code in probe.ready), f"/readyz during the outage: {probe.ready}"
-    assert len(set(probe.stored)) == 1, f"nothing can be stored while the store refuses writes: {probe.stored}"
-    assert sent_in_outage > 2 * RECEIVE_MAX, "the outage must outlast the unacked window"
-    # The broker holds the backlog: the gateway's unacked window fills to
-    # about Receive Maximum and stays there for the rest of the outage.
-    half = len(probe.unacked) // 2
-    assert len(set(probe.unacked[half:])) == 1, f"unacked kept changing: {probe.unacked}"
-    assert max(probe.unacked) < 2 * RECEIVE_MAX
-    assert max(probe.rss_mb) - rss_before < 150, f"RSS grew from {rss_before:.0f} to {max(probe.rss_mb):.0f} MB"
+    assert stop_code == EXIT_GAVE_UP, "a stop that cannot store its batch exits 75 (batch left unacked)"
+    for probe in (first, second):
+        assert all(code == 503 for code in probe.ready), f"/readyz during the outage: {probe.ready}"
+        assert len(set(probe.stored)) == 1, f"nothing can be stored while the store refuses writes: {probe.stored}"
+        # The broker holds the backlog: the unacked window stays near Receive
+        # Maximum (mosquitto 2.0.11 overshoots it somewhat after a session
+        # resume) however much is published meanwhile.
+        assert max(probe.unacked) < 2 * RECEIVE_MAX, f"unacked during the outage: {probe.unacked}"
+    assert sent_in_outage > 4 * RECEIVE_MAX, "the outage must outlast the unacked window by far"
+    assert max(first.rss_mb) - rss_before < 150, f"RSS grew from {rss_before:.0f} to {max(first.rss_mb):.0f} MB"
     assert drained and ready_after == 200
     assert verdict.exact, verdict.line()
