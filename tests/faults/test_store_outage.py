@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.broker import free_port
 from gateway.demo import GatewayProcess
 from gateway.service import EXIT_GAVE_UP
 from tests.faults.check import compare, stored_messages
@@ -159,11 +160,29 @@ def test_store_outage_acks_nothing_unstored_and_drains_after(rig, scale, record,
     for probe in (first, second):
         assert all(code == 503 for code in probe.ready), f"/readyz during the outage: {probe.ready}"
         assert len(set(probe.stored)) == 1, f"nothing can be stored while the store refuses writes: {probe.stored}"
-        # The broker holds the backlog: the unacked window stays near Receive
-        # Maximum (mosquitto 2.0.11 overshoots it somewhat after a session
-        # resume) however much is published meanwhile.
-        assert max(probe.unacked) < 2 * RECEIVE_MAX, f"unacked during the outage: {probe.unacked}"
+        # The broker holds the backlog: the unacked window fills and stops
+        # growing, a small fraction of what is published meanwhile. (It is
+        # not exactly Receive Maximum: mosquitto 2.0.11 sometimes overshoots
+        # it, up to 4.6x in our runs; see docs/RELIABILITY.md.)
+        if len(probe.unacked) >= 6:
+            assert len(set(probe.unacked[len(probe.unacked) // 2 :])) == 1, f"unacked kept growing: {probe.unacked}"
+        assert 4 * max(probe.unacked) < sent_in_outage, f"unacked during the outage: {probe.unacked}"
     assert sent_in_outage > 4 * RECEIVE_MAX, "the outage must outlast the unacked window by far"
     assert max(first.rss_mb) - rss_before < 150, f"RSS grew from {rss_before:.0f} to {max(first.rss_mb):.0f} MB"
     assert drained and ready_after == 200
     assert verdict.exact, verdict.line()
+
+
+def test_gateway_without_a_reachable_server_store_fails_fast_naming_it(rig):
+    """No ClickHouse server installs here: what can be shown is a refused connection at start.
+
+    The gateway does not come up half-alive (taking messages it cannot store):
+    it exits non-zero naming the store, and its supervisor retries.
+    """
+    broker = rig.broker()
+    store = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    log = rig.workdir / "no-store.log"
+    gw = GatewayProcess(broker.url, store, free_port(), log)
+    assert gw.process.wait(60) == 1
+    gw.stop()
+    assert f"cannot open store {store}" in log.read_text()
