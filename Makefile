@@ -49,5 +49,11 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_decode.py
 
+# The fault matrix at full size (kill -9 x20, broker restarts, store outage,
+# CDP outage, shared-subscription failover): several minutes. `make test` runs
+# the same scenarios small. Needs root (chattr, mount) for the store outage.
+faults: setup
+	$(BIN)/python -m tests.faults
+
 clean:
 	rm -rf .vi-data .vi-demo .pytest_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -51,12 +52,18 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
 
 @dataclass
 class Mosquitto:
-    """A mosquitto process on 127.0.0.1:port; `persistence` keeps sessions across its restarts."""
+    """A mosquitto process on 127.0.0.1:port; `persistence` keeps sessions across its restarts.
+
+    With persistence, mosquitto writes its in-memory state to mosquitto.db every
+    `autosave_interval` seconds and when it stops gracefully (SIGTERM): a kill -9
+    loses what changed since the last save.
+    """
 
     workdir: Path
     port: int
     persistence: bool = False
     process: subprocess.Popen[bytes] | None = None
+    autosave_interval_s: int = 1800  # mosquitto's default
 
     @property
     def url(self) -> str:
@@ -64,7 +71,10 @@ class Mosquitto:
 
     def _config(self) -> Path:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        lines = [
+        # As root, mosquitto drops to the `mosquitto` user, which cannot write
+        # a persistence file or log into a root-owned (test) directory.
+        lines = ["user root"] if os.geteuid() == 0 else []
+        lines += [
             f"listener {self.port} 127.0.0.1",
             "allow_anonymous true",
             "max_queued_messages 1000000",
@@ -72,6 +82,7 @@ class Mosquitto:
             "persistent_client_expiration 1d",
             f"persistence {'true' if self.persistence else 'false'}",
             f"persistence_location {self.workdir}/",
+            f"autosave_interval {self.autosave_interval_s}",
             f"log_dest file {self.workdir / 'mosquitto.log'}",
         ]
         conf = self.workdir / "mosquitto.conf"
@@ -90,6 +101,13 @@ class Mosquitto:
     def stop(self) -> None:
         if self.process:
             stop_process(self.process)
+        self.process = None
+
+    def kill(self) -> None:
+        """kill -9: no final save of the persistence file."""
+        if self.process:
+            self.process.kill()
+            self.process.wait(10)
         self.process = None
 
     @classmethod

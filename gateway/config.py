@@ -86,6 +86,8 @@ class GatewayConfig:
         "",
         "mqtt",
         "MQTT 5 shared subscription group (`$share/<group>/vi/v1/+/+`): gateways in one group split the stream."
+        " Give each its own stable `client_id` and restart a dead one under it promptly: mosquitto keeps routing"
+        " a dead member's share to its session until it reconnects (docs/RELIABILITY.md)."
         " Empty: a plain subscription. No `/`, `+` or `#`.",
     )
     workers: int = _setting(

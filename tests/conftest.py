@@ -12,6 +12,12 @@ from gateway.demo import GatewayProcess
 from vehicle_ingest.storage import Store
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--faults-full", action="store_true", help="run tests/faults at full size (make faults), not the fast subset"
+    )
+
+
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Iterator[Store]:
     """The embedded store of one test module, migrated.

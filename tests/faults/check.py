@@ -1,0 +1,107 @@
+"""Store versus truth: every PUBACKed message stored exactly once, with the samples and values it carried."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from gateway.demo import GatewayProcess
+from tests.faults.load import Expected
+
+__all__ = ["Verdict", "compare", "stored_messages"]
+
+# Per (vin, seq): rows and value sum. A message stored twice has twice its rows.
+_PER_MESSAGE_SQL = (
+    "SELECT vin, seq, count(), sum(value) FROM signals WHERE startsWith(vin, '{prefix}') GROUP BY vin, seq"
+)
+StoredRow = tuple[str, int, int, float]
+
+
+@dataclass
+class Verdict:
+    """The outcome of one scenario, in messages."""
+
+    scenario: str
+    acked: int  # messages the broker PUBACKed to the publisher: what the store must hold
+    stored: int  # distinct acked identities found in the store(s)
+    lost: int  # acked, not stored, and no fault of the broker explains it
+    duplicated: int  # stored more than once (in one store, or across stores)
+    wrong: int  # stored once but with other samples or values than sent
+    unacked_stored: int = 0  # stored although the PUBACK never reached the publisher (allowed)
+    broker_lost: int = 0  # acked, not stored: the broker lost it (kill -9 before its autosave); reported apart
+    samples_expected: int = 0
+    samples_stored: int = 0
+    value_sum_expected: float = 0.0
+    value_sum_stored: float = 0.0
+    lost_keys: list[tuple[str, int]] = field(default_factory=list, repr=False)
+    notes: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def exact(self) -> bool:
+        """Every acked message stored once, as sent: the samples and value checksums over all of them agree."""
+        return (
+            self.lost == self.broker_lost == self.duplicated == self.wrong == 0
+            and self.samples_stored == self.samples_expected
+            and math.isclose(self.value_sum_stored, self.value_sum_expected, rel_tol=1e-9, abs_tol=1e-6)
+        )
+
+    def blame_broker(self, acked: Mapping[tuple[str, int], Expected], windows: list[tuple[float, float]]) -> None:
+        """Move losses PUBACKed inside a window (last broker save, broker kill -9] from `lost` to `broker_lost`.
+
+        Those messages existed only in the killed broker's memory: the
+        broker's own loss, made visible here, not hidden in a total.
+        """
+        blamed = [k for k in self.lost_keys if any(lo <= acked[k].acked_at <= hi for lo, hi in windows)]
+        self.broker_lost = len(blamed)
+        self.lost -= len(blamed)
+
+    def line(self) -> str:
+        extra = " ".join(f"{k}={v}" for k, v in self.notes.items())
+        broker = f", broker lost {self.broker_lost}" if self.broker_lost else ""
+        samples = f", samples {self.samples_stored}/{self.samples_expected}" if self.samples_expected else ""
+        return (
+            f"{self.scenario}: acked {self.acked}, stored {self.stored}, lost {self.lost}{broker}, "
+            f"duplicated {self.duplicated}, wrong {self.wrong}{samples}{' ' + extra if extra else ''}"
+        )
+
+
+def stored_messages(gateways: Iterable[GatewayProcess], prefix: str) -> list[StoredRow]:
+    """(vin, seq, rows, value sum) per message per store; one store's row per gateway it appears in."""
+    rows: list[StoredRow] = []
+    for gw in gateways:
+        rows += [(v, int(s), int(n), float(x)) for v, s, n, x in gw.sql(_PER_MESSAGE_SQL.format(prefix=prefix))]
+    return rows
+
+
+def compare(scenario: str, acked: Mapping[tuple[str, int], Expected], stored: list[StoredRow]) -> Verdict:
+    """Match stored rows (from one or several stores) against the acked truth."""
+    copies: dict[tuple[str, int], list[tuple[int, float]]] = {}
+    for vin, seq, n, value_sum in stored:
+        copies.setdefault((vin, seq), []).append((n, value_sum))
+    duplicated = wrong = 0
+    for key, found in copies.items():
+        want = acked.get(key)
+        rows = sum(n for n, _ in found)
+        if want is None:
+            continue
+        if len(found) > 1 or (rows > want.samples and rows % want.samples == 0):
+            duplicated += 1
+        elif rows != want.samples or not math.isclose(found[0][1], want.value_sum, rel_tol=1e-9, abs_tol=1e-6):
+            wrong += 1
+    lost_keys = sorted(k for k in acked if k not in copies)
+    in_truth = [found for key, found in copies.items() if key in acked]
+    return Verdict(
+        scenario=scenario,
+        acked=len(acked),
+        stored=len(in_truth),
+        lost=len(lost_keys),
+        duplicated=duplicated,
+        wrong=wrong,
+        unacked_stored=sum(1 for k in copies if k not in acked),
+        samples_expected=sum(e.samples for e in acked.values()),
+        samples_stored=sum(n for found in in_truth for n, _ in found),
+        value_sum_expected=sum(e.value_sum for e in acked.values()),
+        value_sum_stored=sum(x for found in in_truth for _, x in found),
+        lost_keys=lost_keys,
+    )
