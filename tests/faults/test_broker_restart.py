@@ -51,6 +51,11 @@ def _restart(broker: Mosquitto, how: str) -> list[tuple[float, float]]:
 
 @pytest.mark.parametrize("how", ["kill", "term"])
 def test_broker_restart_loses_nothing_it_still_holds(rig, scale, record, how):
+    if how == "kill" and scale.name == "fast":
+        # Broker loss is told from ours by the broker's last save, logged to the whole second; with
+        # the fast scale's 1 s phases that attribution is too coarse (a run reported 3 of ~470
+        # broker-lost messages as ours). The full matrix runs it with 4 s phases.
+        pytest.skip("kill -9 of the broker runs in `make faults` (its loss attribution needs longer phases)")
     broker = rig.broker(persistence=True, autosave_interval_s=AUTOSAVE_S)
     gw = rig.gateway(broker.url)
     load = Load(broker.url, prefix=PREFIX, rate=scale.rate).start()
