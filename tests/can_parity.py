@@ -118,7 +118,9 @@ def check_database(db: Any, name: str, frames_per_message: int, report: Report, 
         keys = np.full(len(frames), key, dtype=np.uint32)
         data = np.frombuffer(b"".join(f[:n] for f, n in zip(frames, lengths, strict=True)), dtype=np.uint8)
         ours = decode_frames(m, keys, data, np.array(lengths))
-        report.reference_mismatches += not _same_columns(ours, decode_frames_reference(m, keys, data, np.array(lengths)))
+        report.reference_mismatches += not _same_columns(
+            ours, decode_frames_reference(m, keys, data, np.array(lengths))
+        )
         rejected_before = report.cantools_rejected_frames
         message = db.get_message_by_frame_id(key & 0x7FFFFFFF, force_extended_id=bool(key >> 31))
         for f, (frame, n) in enumerate(zip(frames, lengths, strict=True)):
@@ -132,16 +134,22 @@ def check_database(db: Any, name: str, frames_per_message: int, report: Report, 
                 report.cantools_rejections[reason] = report.cantools_rejections.get(reason, 0) + 1
                 continue
             mine = np.flatnonzero(ours.frame == f)
-            got = {qualified[s].split(".", 1)[1]: (int(s), int(ours.raw[i]), float(ours.value[i]))
-                   for i, s in zip(mine.tolist(), ours.signal[mine].tolist(), strict=True)}
+            got = {
+                qualified[s].split(".", 1)[1]: (int(s), int(ours.raw[i]), float(ours.value[i]))
+                for i, s in zip(mine.tolist(), ours.signal[mine].tolist(), strict=True)
+            }
             if set(got) != set(raw):
-                report.mismatches.append(f"{name} {message.name} frame {frame[:n].hex()}: signals {sorted(set(got) ^ set(raw))}")
+                report.mismatches.append(
+                    f"{name} {message.name} frame {frame[:n].hex()}: signals {sorted(set(got) ^ set(raw))}"
+                )
                 continue
             for sig, (s, r, v) in got.items():
                 report.values += 1
                 if not _raw_equal(_our_raw(m, s, r), raw[sig]) or not _same(v, float(scaled[sig])):
                     report.mismatches.append(
-                        f"{name} {message.name}.{sig} frame {frame[:n].hex()}: ours {r}/{v}, cantools {raw[sig]}/{scaled[sig]}")
+                        f"{name} {message.name}.{sig} frame {frame[:n].hex()}:"
+                        f" ours {r}/{v}, cantools {raw[sig]}/{scaled[sig]}"
+                    )
                 elif v == float(scaled[sig]) or (math.isnan(v) and math.isnan(float(scaled[sig]))):
                     report.values_exact += 1
         if report.cantools_rejected_frames - rejected_before == len(frames):

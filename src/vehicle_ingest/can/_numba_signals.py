@@ -104,10 +104,7 @@ def _kernel(
                 if not hit:
                     continue
             n = length[s]
-            if big[s]:
-                r = _big_endian(data, base, pos[s], n)
-            else:
-                r = _little_endian(data, base, pos[s], n)
+            r = _big_endian(data, base, pos[s], n) if big[s] else _little_endian(data, base, pos[s], n)
             if is_float[s]:
                 if n == 32:
                     f32[0] = np.int32(r & 0xFFFFFFFF) if r < 0x80000000 else np.int32(r - 0x100000000)

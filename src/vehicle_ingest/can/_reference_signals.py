@@ -52,7 +52,9 @@ def _gated_in(m: Manifest, s: int, raws: dict[int, int]) -> bool:
     return raws[parent] in values
 
 
-def decode_signals_reference(manifest: Manifest, keys: np.ndarray, data: np.ndarray, length: np.ndarray) -> SignalValues:
+def decode_signals_reference(
+    manifest: Manifest, keys: np.ndarray, data: np.ndarray, length: np.ndarray
+) -> SignalValues:
     """Same contract and output as `decode_signals`, bit for bit."""
     m = manifest
     buf, starts = frame_spans(data, length)
@@ -69,7 +71,9 @@ def decode_signals_reference(manifest: Manifest, keys: np.ndarray, data: np.ndar
         for s in range(int(m.msg_first[msg]), int(m.msg_first[msg + 1])):
             if m.sig_bytes[s] > len(frame) or not _gated_in(m, s, raws):
                 continue
-            raw, value = _physical(m, s, read_raw(frame, int(m.sig_pos[s]), int(m.sig_len[s]), bool(m.sig_big_endian[s])))
+            raw, value = _physical(
+                m, s, read_raw(frame, int(m.sig_pos[s]), int(m.sig_len[s]), bool(m.sig_big_endian[s]))
+            )
             raws[s] = raw
             rows.append((f, s, raw, value))
     return SignalValues(
