@@ -53,6 +53,15 @@ def _big_endian(data: np.ndarray, base: int, pos: int, length: int) -> int:
     return v
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _find(msg_key: np.ndarray, std_lookup: np.ndarray, key: np.uint32) -> int:
+    """Message row of a frame key, -1 when the manifest has none: a table for 11-bit ids, else binary search."""
+    if key < 2048:
+        return std_lookup[key]
+    m = np.searchsorted(msg_key, key)
+    return m if m < len(msg_key) and msg_key[m] == key else -1
+
+
 @njit(cache=True, nogil=True)
 def _kernel(
     msg_key: np.ndarray,
@@ -68,6 +77,11 @@ def _kernel(
     parent: np.ndarray,
     mux_first: np.ndarray,
     mux_values: np.ndarray,
+    shift: np.ndarray,
+    mask: np.ndarray,
+    order: np.ndarray,
+    sext: np.ndarray,
+    std_lookup: np.ndarray,
     keys: np.ndarray,
     data: np.ndarray,
     starts: np.ndarray,
@@ -79,17 +93,26 @@ def _kernel(
     known: np.ndarray,
 ) -> int:
     n_out = 0
-    n_msg = len(msg_key)
     present = np.zeros(len(pos), dtype=np.bool_)  # signal read in the current frame of its message
     raws = np.zeros(len(pos), dtype=np.int64)
-    f32 = np.zeros(1, dtype=np.int32)
+    f32 = np.zeros(1, dtype=np.int64)
+    f32_bits = f32.view(np.float32)  # little-endian host: element 0 is the low 32 bits
     f64 = np.zeros(1, dtype=np.int64)
+    f64_bits = f64.view(np.float64)
     for f in range(len(keys)):
-        m = np.searchsorted(msg_key, keys[f])
-        if m >= n_msg or msg_key[m] != keys[f]:
+        m = _find(msg_key, std_lookup, keys[f])
+        if m < 0:
             continue
         known[f] = True
         base, size = starts[f], sizes[f]
+        # Classic frames: both byte orders as one 64-bit word each; a signal is then one shift and mask.
+        word = size <= 8
+        le, be = np.uint64(0), np.uint64(0)
+        if word:
+            for k in range(size):
+                b = np.uint64(data[base + k])
+                le |= b << np.uint64(8 * k)
+                be |= b << np.uint64(56 - 8 * k)
         for s in range(msg_first[m], msg_first[m + 1]):
             present[s] = False
             if need[s] > size:
@@ -104,23 +127,31 @@ def _kernel(
                 if not hit:
                     continue
             n = length[s]
-            r = _big_endian(data, base, pos[s], n) if big[s] else _little_endian(data, base, pos[s], n)
+            # Branch-free on the common path: which word, sign extension and scaling are all
+            # arithmetic, because a random mix of messages makes per-signal branches unpredictable.
+            if word:
+                r = np.int64((((be ^ le) & order[s] ^ le) >> shift[s]) & mask[s])
+            elif big[s]:
+                r = _big_endian(data, base, pos[s], n)
+            else:
+                r = _little_endian(data, base, pos[s], n)
             if is_float[s]:
                 if n == 32:
-                    f32[0] = np.int32(r & 0xFFFFFFFF) if r < 0x80000000 else np.int32(r - 0x100000000)
-                    x = np.float64(f32.view(np.float32)[0])
+                    f32[0] = r
+                    x = np.float64(f32_bits[0])
                 else:
                     f64[0] = r
-                    x = f64.view(np.float64)[0]
+                    x = f64_bits[0]
+                if factor[s] != 1.0 or offset[s] != 0.0:  # identity kept exact: -0.0 and NaN survive
+                    x = x * factor[s] + offset[s]
             else:
-                if signed[s] and n < 64 and (r >> (n - 1)) & 1:
-                    r -= np.int64(1) << n
-                # An unsigned 64-bit value past 2**63 sits in r as a negative int64.
-                x = np.float64(np.uint64(r)) if r < 0 and not signed[s] else np.float64(r)
+                r = (r << sext[s]) >> sext[s]  # sign-extends bit n-1 when signed (arithmetic shift)
+                x = np.float64(r)
+                if r < 0 and sext[s] == 0 and not signed[s]:
+                    x = np.float64(np.uint64(r))  # an unsigned 64-bit value past 2**63
+                x = x * factor[s] + offset[s]  # exact for identity: x is never -0.0 or NaN here
             present[s] = True
             raws[s] = r
-            if factor[s] != 1.0 or offset[s] != 0.0:  # identity kept exact: -0.0 and NaN survive
-                x = x * factor[s] + offset[s]
             out_frame[n_out] = f
             out_sig[n_out] = s
             out_raw[n_out] = r
@@ -164,8 +195,14 @@ def decode_signals(manifest: Manifest, keys: np.ndarray, data: np.ndarray, lengt
 
 def _row_bound(manifest: Manifest, keys: np.ndarray) -> int:
     """Most rows the frames can yield: every signal of each frame's message."""
-    if manifest.n_messages == 0 or len(keys) == 0:
-        return 0
-    m = np.minimum(np.searchsorted(manifest.msg_key, keys), manifest.n_messages - 1)
-    per_message = np.diff(manifest.msg_first)
-    return int(np.where(manifest.msg_key[m] == keys, per_message[m], 0).sum())
+    return int(_count_rows(manifest.msg_key, manifest.msg_first, manifest.std_lookup, keys))
+
+
+@njit(cache=True, nogil=True)
+def _count_rows(msg_key: np.ndarray, msg_first: np.ndarray, std_lookup: np.ndarray, keys: np.ndarray) -> int:
+    total = 0
+    for f in range(len(keys)):
+        m = _find(msg_key, std_lookup, keys[f])
+        if m >= 0:
+            total += msg_first[m + 1] - msg_first[m]
+    return total

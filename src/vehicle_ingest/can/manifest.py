@@ -62,6 +62,13 @@ class Manifest:
     sig_unit: tuple[str, ...]
     sig_message: np.ndarray  # int32, message row of each signal
     sources: tuple[str, ...]  # the DBC files, for messages
+    # Derived for the kernel's fast path: a classic frame (<= 8 bytes) is read as one 64-bit word,
+    # little-endian and big-endian, and a signal is (word >> shift) & mask.
+    sig_shift: np.ndarray  # uint64: pos (little endian) or 64 - pos - len (big endian); 0 past byte 8
+    sig_mask: np.ndarray  # uint64, len low bits set
+    sig_order: np.ndarray  # uint64, all bits set for big endian: picks the word without a branch
+    sig_sext: np.ndarray  # int64, 64 - len for signed integer signals (sign extension by two shifts), else 0
+    std_lookup: np.ndarray  # int32[2048], message row of each 11-bit id, -1 when none
 
     @property
     def n_messages(self) -> int:
@@ -87,6 +94,11 @@ class Manifest:
             self.sig_mux_parent,
             self.sig_mux_first,
             self.mux_values,
+            self.sig_shift,
+            self.sig_mask,
+            self.sig_order,
+            self.sig_sext,
+            self.std_lookup,
         )
 
     def qualified_names(self) -> list[str]:
@@ -203,6 +215,16 @@ def _build(messages: list[tuple[int, Any]], sources: tuple[str, ...]) -> Manifes
     def col(name: str, dtype: Any) -> np.ndarray:
         return np.array([r[name] for r in rows], dtype=dtype)
 
+    pos, length, big = col("pos", np.int64), col("len", np.int64), col("big", bool)
+    shift = np.where(big, 64 - pos - length, pos)
+    shift = np.where((col("bytes", np.int64) <= 8) & (shift >= 0), shift, 0).astype(np.uint64)
+    mask = np.where(
+        length >= 64, np.uint64(0xFFFFFFFFFFFFFFFF), (np.uint64(1) << length.astype(np.uint64)) - np.uint64(1)
+    )
+    keys = np.array([k for k, _ in messages], dtype=np.int64)
+    std_lookup = np.full(2048, -1, dtype=np.int32)
+    std = keys < 2048
+    std_lookup[keys[std]] = np.flatnonzero(std)
     mux_first = np.zeros(len(rows) + 1, dtype=np.int32)
     np.cumsum([len(v) for v in mux_lists], out=mux_first[1:])
     tables = Manifest(
@@ -227,6 +249,11 @@ def _build(messages: list[tuple[int, Any]], sources: tuple[str, ...]) -> Manifes
         sig_unit=tuple(r["unit"] for r in rows),
         sig_message=col("message", np.int32),
         sources=sources,
+        sig_shift=shift,
+        sig_mask=mask.astype(np.uint64),
+        sig_order=np.where(big, np.uint64(0xFFFFFFFFFFFFFFFF), np.uint64(0)).astype(np.uint64),
+        sig_sext=np.where(col("signed", bool) & ~col("float", bool), 64 - length, 0).astype(np.int64),
+        std_lookup=std_lookup,
     )
     _check(tables)
     return tables
