@@ -131,7 +131,7 @@ def main() -> None:
     for r in results:
         print(
             f"| {r['dbc']} | {r['messages']} | {r['numba_frames_per_s']:,} | {r['numba_values_per_s']:,} |"
-            f" {r['cantools_frames_per_s']:,} ({r['cantools_us_per_frame']}) | {r["ratio"]}x |"
+            f" {r['cantools_frames_per_s']:,} ({r['cantools_us_per_frame']}) | {r['ratio']}x |"
         )
 
 
