@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,11 @@ class Manifest:
     sig_order: np.ndarray  # uint64, all bits set for big endian: picks the word without a branch
     sig_sext: np.ndarray  # int64, 64 - len for signed integer signals (sign extension by two shifts), else 0
     std_lookup: np.ndarray  # int32[2048], message row of each 11-bit id, -1 when none
+    msg_need: np.ndarray  # int32, bytes a frame needs to carry every signal of the message
+    msg_plain: np.ndarray  # bool, no multiplexing: a long enough frame yields every signal, in order
+    # The plain-frame path's per-signal fields in one 64-byte row (one cache line per value instead of
+    # nine): order, shift, mask, sext, length | signed << 8 | float << 9, factor bits, offset bits, 0.
+    sig_record: np.ndarray  # uint64 (n_signals, 8)
 
     @property
     def n_messages(self) -> int:
@@ -99,6 +105,9 @@ class Manifest:
             self.sig_order,
             self.sig_sext,
             self.std_lookup,
+            self.msg_need,
+            self.msg_plain,
+            self.sig_record,
         )
 
     def qualified_names(self) -> list[str]:
@@ -225,6 +234,17 @@ def _build(messages: list[tuple[int, Any]], sources: tuple[str, ...]) -> Manifes
     std_lookup = np.full(2048, -1, dtype=np.int32)
     std = keys < 2048
     std_lookup[keys[std]] = np.flatnonzero(std)
+    order = np.where(big, np.uint64(0xFFFFFFFFFFFFFFFF), np.uint64(0)).astype(np.uint64)
+    sext = np.where(col("signed", bool) & ~col("float", bool), 64 - length, 0).astype(np.int64)
+    record = np.zeros((len(rows), 8), dtype=np.uint64)
+    record[:, 0], record[:, 1], record[:, 2], record[:, 3] = order, shift, mask, sext.astype(np.uint64)
+    flags = length | (col("signed", np.int64) << 8) | (col("float", np.int64) << 9)
+    record[:, 4] = flags.astype(np.uint64)
+    record[:, 5] = col("factor", np.float64).view(np.uint64)
+    record[:, 6] = col("offset", np.float64).view(np.uint64)
+    sig_bytes, parent_col = col("bytes", np.int64), np.array(parents, dtype=np.int64)
+    msg_need = np.array([sig_bytes[a:b].max(initial=0) for a, b in pairwise(first)], np.int32)
+    msg_plain = np.array([(parent_col[a:b] < 0).all() for a, b in pairwise(first)], bool)
     mux_first = np.zeros(len(rows) + 1, dtype=np.int32)
     np.cumsum([len(v) for v in mux_lists], out=mux_first[1:])
     tables = Manifest(
@@ -251,9 +271,12 @@ def _build(messages: list[tuple[int, Any]], sources: tuple[str, ...]) -> Manifes
         sources=sources,
         sig_shift=shift,
         sig_mask=mask.astype(np.uint64),
-        sig_order=np.where(big, np.uint64(0xFFFFFFFFFFFFFFFF), np.uint64(0)).astype(np.uint64),
-        sig_sext=np.where(col("signed", bool) & ~col("float", bool), 64 - length, 0).astype(np.int64),
+        sig_order=order,
+        sig_sext=sext,
+        sig_record=record,
         std_lookup=std_lookup,
+        msg_need=msg_need,
+        msg_plain=msg_plain,
     )
     _check(tables)
     return tables
