@@ -129,7 +129,7 @@ def _frame(
         tables[11],
         tables[12],
     )
-    signed, is_float, factor, offset, sext = tables[5], tables[6], tables[7], tables[8], tables[16]
+    signed, is_float, factor, offset, sext = tables[5], tables[6], tables[7], tables[8], tables[13]
     out_frame, out_sig, out_raw, out_val = out
     n_out = 0
     for s in range(msg_first[m], msg_first[m + 1]):
@@ -169,7 +169,7 @@ def _byte_swap(x: np.uint64) -> np.uint64:
 @njit(cache=True, nogil=True)
 def _row_bound(tables: tuple, keys: np.ndarray) -> int:
     """Most rows the frames can yield (every signal of each frame's message): the output's size."""
-    msg_key, msg_first, std_lookup = tables[0], tables[1], tables[17]
+    msg_key, msg_first, std_lookup = tables[0], tables[1], tables[14]
     total = 0
     for f in range(len(keys)):
         m = _find(msg_key, std_lookup, keys[f])
@@ -185,7 +185,7 @@ def _kernel(
     # Every array is taken out of the tuple once, here: inside loops that would cost a
     # reference count update per access.
     msg_key, msg_first, length = tables[0], tables[1], tables[3]
-    std_lookup, msg_need, msg_plain, record = tables[17], tables[18], tables[19], tables[20]
+    std_lookup, msg_need, msg_plain, record = tables[14], tables[15], tables[16], tables[17]
     record_f = record.view(np.float64)
     bound = _row_bound(tables, keys)
     out = (np.empty(bound, np.int32), np.empty(bound, np.int32), np.empty(bound, np.int64), np.empty(bound))

@@ -63,11 +63,9 @@ class Manifest:
     sig_unit: tuple[str, ...]
     sig_message: np.ndarray  # int32, message row of each signal
     sources: tuple[str, ...]  # the DBC files, for messages
-    # Derived for the kernel's fast path: a classic frame (<= 8 bytes) is read as one 64-bit word,
-    # little-endian and big-endian, and a signal is (word >> shift) & mask.
-    sig_shift: np.ndarray  # uint64: pos (little endian) or 64 - pos - len (big endian); 0 past byte 8
-    sig_mask: np.ndarray  # uint64, len low bits set
-    sig_order: np.ndarray  # uint64, all bits set for big endian: picks the word without a branch
+    # Derived for the kernel. A classic frame (<= 8 bytes) is read as one 64-bit word, little-endian
+    # and big-endian (`order`: all bits set for big endian picks the word without a branch), and a
+    # signal is (word >> shift) & mask, shift = pos (little endian) or 64 - pos - len (big endian).
     sig_sext: np.ndarray  # int64, 64 - len for signed integer signals (sign extension by two shifts), else 0
     std_lookup: np.ndarray  # int32[2048], message row of each 11-bit id, -1 when none
     msg_need: np.ndarray  # int32, bytes a frame needs to carry every signal of the message
@@ -100,9 +98,6 @@ class Manifest:
             self.sig_mux_parent,
             self.sig_mux_first,
             self.mux_values,
-            self.sig_shift,
-            self.sig_mask,
-            self.sig_order,
             self.sig_sext,
             self.std_lookup,
             self.msg_need,
@@ -269,9 +264,6 @@ def _build(messages: list[tuple[int, Any]], sources: tuple[str, ...]) -> Manifes
         sig_unit=tuple(r["unit"] for r in rows),
         sig_message=col("message", np.int32),
         sources=sources,
-        sig_shift=shift,
-        sig_mask=mask.astype(np.uint64),
-        sig_order=order,
         sig_sext=sext,
         sig_record=record,
         std_lookup=std_lookup,
