@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench faults clean setup system-packages
+.PHONY: demo test lint bench faults clean setup system-packages can-parity
 
 setup: $(STAMP) system-packages
 
@@ -54,6 +54,10 @@ bench: setup
 # the same scenarios small. Needs root (chattr, mount) for the store outage.
 faults: setup
 	$(BIN)/python -m tests.faults
+
+# Every message of every DBC in the opendbc package against cantools (make test runs a subset).
+can-parity: setup
+	$(BIN)/python -m tests.can_parity --frames 200
 
 clean:
 	rm -rf .vi-data .vi-demo .pytest_cache

@@ -33,6 +33,21 @@ def _gateway(args: argparse.Namespace) -> int:
     return run_gateway(resolved.config)
 
 
+def _simulate_can(args: argparse.Namespace, end_ms: int) -> int:
+    from simulators.can import CanFleetSpec, simulate_can_fleet
+    from simulators.publisher import publish
+    from vehicle_ingest.catalog import load_signal_catalog
+
+    spec = CanFleetSpec(args.vehicles, end_ms - int(args.duration * 1000), args.duration, args.seed, args.message_s)
+    messages, truth = simulate_can_fleet(spec, load_signal_catalog())
+    totals = publish(messages, args.mqtt_url, speedup=args.speedup, connections=args.connections)
+    summary = totals.as_dict() | {"can": truth.as_dict()}
+    if args.truth:
+        Path(args.truth).write_text(json.dumps(summary, indent=1) + "\n")
+    print(json.dumps(summary))
+    return 0 if totals.failed == 0 else 1
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from simulators.fleet import FleetSpec, simulate_fleet
     from simulators.publisher import publish
@@ -42,6 +57,8 @@ def _simulate(args: argparse.Namespace) -> int:
     from vehicle_ingest.tags.definitions import load_tag_definitions
 
     end_ms = time.time_ns() // 1_000_000 if args.end_ms is None else args.end_ms
+    if args.can:
+        return _simulate_can(args, end_ms)
     spec = FleetSpec(
         vehicles=args.vehicles,
         start_ms=end_ms - int(args.duration * 1000),
@@ -239,6 +256,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--truth", help="write what the broker acknowledged, expected tags and trips to this JSON file")
     sim.add_argument("--owners", help="write the fleet's owner registry (CSV) to this file")
     sim.add_argument("--duplicate-shuffle", action="store_true", help="send a fifth twice, out of order")
+    sim.add_argument(
+        "--can", action="store_true", help="raw CAN frames (stream `can`) encoded from schemas/can's DBC, one trip each"
+    )
     sim.add_argument("--mqtt-url", default=env("VI_MQTT_URL", "mqtt://127.0.0.1:1883"))
     sim.set_defaults(func=_simulate)
 

@@ -50,6 +50,7 @@ GROUPS = {
     "limits": "Input limits and timeouts",
     "tags": "Feature jobs and tag engine",
     "cdp": "Delivery of tag changes to CDPs",
+    "can": "Raw CAN frames (stream `can`) decoded with DBC files",
 }
 _MAX_BATCH_MESSAGES = 20_000
 _MAX_WORKERS = 64
@@ -134,6 +135,12 @@ class GatewayConfig:
     )
     cdp_allow_vin: bool = _setting(False, "cdp", "Let VINs reach the CDP (raw coordinates never do).")
     deliver_interval_s: int = _setting(5, "cdp", "Seconds between outbox delivery rounds.")
+    can_models: str = _setting(
+        "",
+        "can",
+        "Vehicle models file: VIN prefixes -> DBC files and catalog mapping (format of schemas/can/models.toml)."
+        " Empty: the bundled schemas/can/models.toml.",
+    )
 
     def check(self) -> GatewayConfig:
         """Raise `ConfigErrors` with every value problem; return self when there is none."""
@@ -143,7 +150,7 @@ class GatewayConfig:
         return self
 
     def problems(self) -> list[ConfigError]:
-        return [*_range_problems(self), *_batch_problems(self), *_address_problems(self)]
+        return [*_range_problems(self), *_batch_problems(self), *_address_problems(self), *_can_problems(self)]
 
 
 def _range_problems(c: GatewayConfig) -> list[ConfigError]:
@@ -192,6 +199,12 @@ def _address_problems(c: GatewayConfig) -> list[ConfigError]:
     if any(ch in c.share_group for ch in "/+#"):
         errors.append(ConfigError("share_group", f"{c.share_group!r} may not contain '/', '+' or '#'"))
     return errors
+
+
+def _can_problems(c: GatewayConfig) -> list[ConfigError]:
+    if c.can_models and not Path(c.can_models).is_file():
+        return [ConfigError("can_models", f"{c.can_models!r}: no such file")]
+    return []
 
 
 def _mqtt_url_problems(url: str) -> list[ConfigError]:

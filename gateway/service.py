@@ -17,6 +17,7 @@ import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -25,6 +26,7 @@ from gateway.config import GatewayConfig
 from gateway.config_render import redact
 from gateway.http import HttpServer, Response
 from gateway.mqtt_source import Delivery, MqttSettings, MqttSource
+from vehicle_ingest.can.models import CanDecoder, default_models_path
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
 from vehicle_ingest.cdp import Deliverer, Outbox, sink_from_url
 from vehicle_ingest.errors import StoreError
@@ -78,7 +80,8 @@ class Gateway:
             skew=SkewPolicy(config.max_past_s * 1000, config.max_future_s * 1000),
         )
         signals, events = load_signal_catalog(), load_event_catalog()
-        self._ingestor = Ingestor(store, signals, events, self._metrics, policy)
+        can = CanDecoder.load(Path(config.can_models) if config.can_models else default_models_path(), signals)
+        self._ingestor = Ingestor(store, signals, events, self._metrics, policy, can)
         self._cycle = TagCycle(store, signals, events, load_tag_definitions())
         self._stopping = asyncio.Event()
         self._tag_lock = asyncio.Lock()

@@ -29,6 +29,9 @@ class Metrics:
     reconnects: Counter
     window_overruns: Counter
     tag_changes: Counter
+    can_frames: Counter
+    can_frames_unknown: Counter
+    can_values_unmapped: Counter
     unacked: Gauge
     receive_max: Gauge
     connected: Gauge
@@ -65,6 +68,13 @@ class Metrics:
                 "mqtt_window_overruns", "Deliveries beyond Receive Maximum: the broker ignored the window; we waited."
             ),
             tag_changes=counter("tag_changes", "Tag changes emitted to the CDP outbox.", ("action",)),
+            can_frames=counter("can_frames_decoded", "CAN frames decoded against a vehicle model's DBC set."),
+            can_frames_unknown=counter(
+                "can_frames_unknown_id", "Decoded CAN frames whose arbitration id no DBC of the model defines."
+            ),
+            can_values_unmapped=counter(
+                "can_values_unmapped", "CAN signal values stored under their DBC name (no catalog mapping)."
+            ),
             unacked=gauge("unacked_messages", "Messages received and not yet acked to the broker."),
             receive_max=gauge("receive_max", "Configured MQTT 5 Receive Maximum: the limit of unacked_messages."),
             connected=gauge("mqtt_connected", "1 while connected to the broker."),

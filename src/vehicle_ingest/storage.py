@@ -24,7 +24,15 @@ import pyarrow as pa
 
 from vehicle_ingest.errors import ConfigError, StoreError
 
-__all__ = ["DeadLetterRows", "EventRows", "KnownMessages", "SignalRows", "Store", "default_migrations_dir"]
+__all__ = [
+    "CanSignalRows",
+    "DeadLetterRows",
+    "EventRows",
+    "KnownMessages",
+    "SignalRows",
+    "Store",
+    "default_migrations_dir",
+]
 
 _INSERT_SETTINGS = {
     "async_insert": 0,
@@ -64,6 +72,20 @@ class EventRows:
     ts: np.ndarray
     value: np.ndarray  # int64
     text: np.ndarray  # object array of str
+    received_at_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CanSignalRows:
+    """Rows for `can_signals`: decoded CAN values no mapping sends to the catalog."""
+
+    vins: Sequence[str]
+    vin_index: np.ndarray  # int32
+    seq: np.ndarray  # uint64
+    names: Sequence[str]  # DBC `Message.Signal` names
+    name_index: np.ndarray  # int32 into names
+    ts: np.ndarray  # int64 ms
+    value: np.ndarray  # float64
     received_at_ms: int
 
 
@@ -182,7 +204,7 @@ class Store:
     # -- ingestion --------------------------------------------------------
 
     def known_messages(self, vins: Sequence[str], vin_index: np.ndarray, seq: np.ndarray) -> KnownMessages:
-        """Look (vin, seq) identities up in both data tables via their `by_message` projection."""
+        """Look (vin, seq) identities up in every data table via their `by_message` projection."""
         n = len(seq)
         known = KnownMessages(np.zeros(n, bool), np.zeros(n, np.int64), np.zeros(n, np.int64))
         if n == 0:
@@ -196,15 +218,51 @@ class Store:
             "SELECT vin, seq, toInt64(toUnixTimestamp64Milli(min(ts))), count() FROM {t}"
             " WHERE (vin, seq) IN (SELECT arrayJoin(arrayZip(%(vins)s, %(seqs)s))) GROUP BY vin, seq"
         )
+        # seq is shared by a vehicle's streams: look in every table, but skip can_signals while it
+        # is empty (a fleet without raw CAN pays nothing for it).
+        tables = ("signals", "events") + (("can_signals",) if self.rows("SELECT 1 FROM can_signals LIMIT 1") else ())
         for lo in range(0, n, _LOOKUP_CHUNK):
             chunk = {"vins": vin_of[lo : lo + _LOOKUP_CHUNK], "seqs": seqs[lo : lo + _LOOKUP_CHUNK]}
-            for table in ("signals", "events"):
+            for table in tables:
                 for vin, s, ts_min, count in self.rows(sql.format(t=table), chunk):
                     i = position[(vin, int(s))]
                     known.found[i] = True
                     known.ts_min[i] = ts_min
                     known.n_items[i] += count
         return known
+
+    def rows_per_message(self, table: str, vins: Sequence[str], vin_index: np.ndarray, seq: np.ndarray) -> np.ndarray:
+        """Rows `table` holds for each (vin, seq) identity (0 when none), via its `by_message` projection."""
+        counts = np.zeros(len(seq), dtype=np.int64)
+        vin_of = [vins[i] for i in vin_index.tolist()]
+        seqs = seq.tolist()
+        position = {ident: i for i, ident in enumerate(zip(vin_of, seqs, strict=True))}
+        sql = (
+            f"SELECT vin, seq, count() FROM {table}"
+            " WHERE (vin, seq) IN (SELECT arrayJoin(arrayZip(%(vins)s, %(seqs)s))) GROUP BY vin, seq"
+        )
+        for lo in range(0, len(seqs), _LOOKUP_CHUNK):
+            chunk = {"vins": vin_of[lo : lo + _LOOKUP_CHUNK], "seqs": seqs[lo : lo + _LOOKUP_CHUNK]}
+            for vin, s, count in self.rows(sql, chunk):
+                counts[position[(vin, int(s))]] = count
+        return counts
+
+    def insert_can_signals(self, rows: CanSignalRows) -> None:
+        n = len(rows.seq)
+        if n == 0:
+            return
+        names = pa.DictionaryArray.from_arrays(pa.array(rows.name_index.astype(np.int32)), pa.array(list(rows.names)))
+        table = pa.table(
+            {
+                "vin": _vin_column(rows.vins, rows.vin_index),
+                "seq": pa.array(rows.seq.astype(np.uint64)),
+                "name": names,
+                "ts": _ts_array(rows.ts),
+                "value": pa.array(rows.value.astype(np.float64)),
+                "received_at": _received_column(rows.received_at_ms, n),
+            }
+        )
+        self._insert_arrow("can_signals", table)
 
     def insert_signals(self, rows: SignalRows) -> None:
         n = len(rows.seq)

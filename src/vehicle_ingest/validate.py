@@ -19,7 +19,7 @@ from vehicle_ingest.codec import DecodedBatch, Kind, Status
 __all__ = ["TOPIC_PREFIX", "Reason", "SkewPolicy", "TopicColumns", "parse_topics", "valid_vins", "validate"]
 
 TOPIC_PREFIX = "vi/v1/"
-_STREAMS = {"signals": Kind.SIGNALS, "events": Kind.EVENTS}
+_STREAMS = {"signals": Kind.SIGNALS, "events": Kind.EVENTS, "can": Kind.CAN}
 _MAX_TOPIC_BYTES = 128
 _VIN_ALPHABET = b"ABCDEFGHJKLMNPRSTUVWXYZ0123456789"  # ISO 3779: no I, O, Q
 _VIN_OK = np.zeros(256, dtype=bool)
@@ -44,6 +44,7 @@ class Reason(IntEnum):
     VALUE_OUT_OF_RANGE = 16
     TIMESTAMP_SKEW = 17
     SEQ_REUSED = 18
+    CAN_MODEL_UNKNOWN = 19  # a CAN message from a VIN no configured vehicle model matches
 
     @property
     def label(self) -> str:

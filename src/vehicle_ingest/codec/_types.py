@@ -14,8 +14,10 @@ __all__ = [
     "FORMAT_VERSION",
     "MAX_PAYLOAD_BYTES",
     "VIN_LENGTH",
+    "CanBatch",
     "DecodedBatch",
     "EventColumns",
+    "FrameColumns",
     "Kind",
     "MessageColumns",
     "SampleColumns",
@@ -32,6 +34,7 @@ class Kind(IntEnum):
 
     SIGNALS = 1
     EVENTS = 2
+    CAN = 3
 
 
 class Status(IntEnum):
@@ -99,3 +102,31 @@ class DecodedBatch:
     messages: MessageColumns
     samples: SampleColumns
     events: EventColumns
+
+
+@dataclass(frozen=True, slots=True)
+class FrameColumns:
+    """CAN frames (kind 3) of the messages whose status is OK, grouped by message in input order.
+
+    Frame i's data is `data[data_start[i] : data_start[i] + length[i]]`.
+    """
+
+    msg: np.ndarray  # int32, row index into MessageColumns
+    ts: np.ndarray  # int64, ms since Unix epoch
+    bus: np.ndarray  # uint8, bus / channel number
+    arb_id: np.ndarray  # uint32, 11-bit or 29-bit arbitration id
+    extended: np.ndarray  # bool, 29-bit id
+    fd: np.ndarray  # bool, CAN FD frame
+    dlc: np.ndarray  # uint8, the DLC code 0..15 as sent
+    length: np.ndarray  # uint8, data bytes (0..8 classic, up to 64 FD)
+    data_start: np.ndarray  # int64, offset into `data`
+    data: np.ndarray  # uint8, every frame's data back to back
+
+    def __len__(self) -> int:
+        return len(self.msg)
+
+
+@dataclass(frozen=True, slots=True)
+class CanBatch:
+    messages: MessageColumns
+    frames: FrameColumns
