@@ -29,6 +29,7 @@ import contextlib
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -234,6 +235,7 @@ def _measure(
     if profiler is not None:
         profiler.wait(timeout=120)
         Path(args.profile).write_text(profile_summary(level / "profile.txt", samples_per_s=vehicles * HZ * SIGNALS))
+        shutil.copy(level / "profile.txt", Path(args.profile).with_suffix(".raw"))
     stats = _stats(ports)
     window = max(t_last - t_first, 1e-9)
     return {

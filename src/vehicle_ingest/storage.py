@@ -216,7 +216,7 @@ class Store:
         # literal list of tuples. Chunked: they travel in the query text, which max_query_size caps.
         sql = (
             "SELECT vin, seq, toInt64(toUnixTimestamp64Milli(min(ts))), count() FROM {t}"
-            " WHERE (vin, seq) IN (SELECT arrayJoin(arrayZip(%(vins)s, %(seqs)s))) GROUP BY vin, seq"
+            " WHERE (vin, seq) IN (SELECT arrayJoin(arrayZip(%(vins)s, CAST(%(seqs)s AS Array(UInt64))))) GROUP BY vin, seq"
         )
         # seq is shared by a vehicle's streams: look in every table, but skip can_signals while it
         # is empty (a fleet without raw CAN pays nothing for it).
@@ -239,7 +239,7 @@ class Store:
         position = {ident: i for i, ident in enumerate(zip(vin_of, seqs, strict=True))}
         sql = (
             f"SELECT vin, seq, count() FROM {table}"
-            " WHERE (vin, seq) IN (SELECT arrayJoin(arrayZip(%(vins)s, %(seqs)s))) GROUP BY vin, seq"
+            " WHERE (vin, seq) IN (SELECT arrayJoin(arrayZip(%(vins)s, CAST(%(seqs)s AS Array(UInt64))))) GROUP BY vin, seq"
         )
         for lo in range(0, len(seqs), _LOOKUP_CHUNK):
             chunk = {"vins": vin_of[lo : lo + _LOOKUP_CHUNK], "seqs": seqs[lo : lo + _LOOKUP_CHUNK]}

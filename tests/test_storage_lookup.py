@@ -1,0 +1,31 @@
+"""The identity lookup against the real engine: seq values of every width, and what it finds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vehicle_ingest.storage import SignalRows, Store
+
+VINS = ["LKP00000000000001", "LKP00000000000002"]
+BASE_MS = 1_795_341_600_000
+
+
+def test_lookup_of_small_seqs_against_stored_wide_ones(store: Store) -> None:
+    """A batch of small seqs must not break against stored wider ones: the bound array's element
+    type is inferred from its values (UInt8 for [7]), so the lookup casts it to UInt64."""
+    n = 70_000  # message i: vehicle i mod 2, seq i, one sample; seqs beyond UInt16
+    store.insert_signals(
+        SignalRows(
+            VINS,
+            (np.arange(n) % 2).astype(np.int32),
+            np.arange(n, dtype=np.uint64),
+            np.ones(n, np.uint16),
+            BASE_MS + np.arange(n, dtype=np.int64),
+            np.ones(n),
+            BASE_MS,
+        )
+    )
+    known = store.known_messages(VINS, np.array([1, 0, 0, 1], np.int32), np.array([7, 7, 69_998, 2**64 - 1], np.uint64))
+    assert known.found.tolist() == [True, False, True, False]
+    assert known.n_items.tolist() == [1, 0, 1, 0]
+    assert known.ts_min.tolist() == [BASE_MS + 7, 0, BASE_MS + 69_998, 0]
