@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench faults clean setup system-packages can-parity
+.PHONY: demo test lint bench bench-pipeline soak faults can-parity fuzz clean setup system-packages
 
 setup: $(STAMP) system-packages
 
@@ -46,8 +46,21 @@ test: setup
 lint: setup
 	$(BIN)/ruff check src gateway simulators tests benchmarks
 
+# Every benchmark, each printing one JSON object as its last line (results: benchmarks/README.md).
 bench: setup
-	$(BIN)/python benchmarks/bench_decode.py
+	$(BIN)/python benchmarks/bench_decode.py --json
+	$(BIN)/python benchmarks/bench_can.py --json
+	$(BIN)/python benchmarks/bench_tags.py --json
+	$(MAKE) bench-pipeline
+
+# End to end at increasing offered loads, with the plot and a py-spy profile at 1 M samples/s (~6 min).
+bench-pipeline: setup
+	$(BIN)/python benchmarks/bench_pipeline.py --loads 250000,500000,750000,1000000,1250000 --duration 30 --plot benchmarks/pipeline.png --json
+	$(BIN)/python benchmarks/bench_pipeline.py --loads 1000000 --duration 25 --profile benchmarks/profile_1m.txt --json
+
+# Ten minutes at 1 M samples/s offered: gateway RSS over time (benchmarks/rss_soak.png).
+soak: setup
+	$(BIN)/python benchmarks/bench_pipeline.py --loads 1000000 --duration 600 --drain-timeout 300 --rss-plot benchmarks/rss_soak.png --json
 
 # The fault matrix at full size (kill -9 x20, broker restarts, store outage,
 # CDP outage, shared-subscription failover): several minutes. `make test` runs
