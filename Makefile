@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench faults clean setup system-packages
+.PHONY: demo test lint bench faults fuzz clean setup system-packages
 
 setup: $(STAMP) system-packages
 
@@ -49,5 +49,11 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_decode.py
 
+# Every fuzz/fuzz_*.py harness (atheris, a dev dependency: the wheel bundles libFuzzer,
+# no clang needed) for FUZZ_RUNS executions each, niced: one summary line per harness.
+FUZZ_RUNS ?= 1000000
+fuzz: setup
+	nice -n 10 $(BIN)/python fuzz/run_all.py $(FUZZ_RUNS)
+
 clean:
-	rm -rf .vi-data .vi-demo .pytest_cache
+	rm -rf .vi-data .vi-demo .pytest_cache .fuzz
