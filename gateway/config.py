@@ -61,7 +61,21 @@ def _setting(default: Any, group: str, doc: str) -> Any:
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
     mqtt_url: str = _setting(
-        "mqtt://127.0.0.1:1883", "mqtt", "Broker: `mqtt://host:port`, or `mqtts://host:port` for TLS (system CAs)."
+        "mqtt://127.0.0.1:1883",
+        "mqtt",
+        "Broker: `mqtt://host:port`, or `mqtts://host:port` for TLS (system CAs unless `mqtt_tls_ca` is set).",
+    )
+    mqtt_tls_ca: str = _setting(
+        "", "mqtt", "PEM file of the CA that signed the broker's certificate (`mqtts://` only). Empty: system CAs."
+    )
+    mqtt_tls_cert: str = _setting(
+        "",
+        "mqtt",
+        "PEM client certificate the gateway presents (`mqtts://` only); its CN is the broker user name"
+        " (gateway/deploy/mosquitto/acl). Needs `mqtt_tls_key`.",
+    )
+    mqtt_tls_key: str = _setting(
+        "", "mqtt", "PEM private key of `mqtt_tls_cert`. Keep it readable by the gateway only."
     )
     store: str = _setting(
         "chdb://.vi-data/store",
@@ -177,9 +191,21 @@ def _address_problems(c: GatewayConfig) -> list[ConfigError]:
     if not c.store.startswith(("chdb://", "http://", "https://")):
         errors.append(ConfigError("store", f"{c.store!r}: use chdb:///path or http(s)://host:port"))
     errors += _mqtt_url_problems(c.mqtt_url)
+    errors += _tls_problems(c)
     if any(ch in c.share_group for ch in "/+#"):
         errors.append(ConfigError("share_group", f"{c.share_group!r} may not contain '/', '+' or '#'"))
     return errors
+
+
+def _tls_problems(c: GatewayConfig) -> list[ConfigError]:
+    files = {k: getattr(c, k) for k in ("mqtt_tls_ca", "mqtt_tls_cert", "mqtt_tls_key")}
+    given = [k for k, v in files.items() if v]
+    if given and not c.mqtt_url.startswith("mqtts://"):
+        return [ConfigError(given[0], f"is set but mqtt_url {c.mqtt_url!r} is not mqtts:// (no TLS)")]
+    if bool(c.mqtt_tls_cert) != bool(c.mqtt_tls_key):
+        missing = "mqtt_tls_key" if c.mqtt_tls_cert else "mqtt_tls_cert"
+        return [ConfigError(missing, "a client certificate needs both mqtt_tls_cert and mqtt_tls_key")]
+    return [ConfigError(k, f"{v!r} is not a readable file") for k, v in files.items() if v and not Path(v).is_file()]
 
 
 def _mqtt_url_problems(url: str) -> list[ConfigError]:

@@ -123,6 +123,9 @@ class Gateway:
             share_group=c.share_group,
             session_expiry_s=c.session_expiry_s,
             receive_max=c.receive_max,
+            tls_ca=c.mqtt_tls_ca,
+            tls_cert=c.mqtt_tls_cert,
+            tls_key=c.mqtt_tls_key,
         )
 
     async def run_store(self, fn: Callable[..., T], *args: Any) -> T:
