@@ -83,6 +83,12 @@ class GatewayConfig:
         "`chdb:///path` (embedded, locked by this process) or `http://user:password@host:8123/database`"
         " (a ClickHouse server; percent-encode special characters in the password).",
     )
+    location_retention_days: int = _setting(
+        30,
+        "store",
+        "Raw coordinates (latitude/longitude signals) are deleted this many days after they were measured"
+        " (a TTL; trips keep 5 km geohashes only). Applied at start when it differs from the store's.",
+    )
     http_host: str = _setting(
         "127.0.0.1",
         "http",
@@ -164,6 +170,7 @@ def _range_problems(c: GatewayConfig) -> list[ConfigError]:
         "max_payload_bytes",
         "max_past_s",
         "max_future_s",
+        "location_retention_days",
     )
     errors = [ConfigError(k, f"must be > 0, got {getattr(c, k)}") for k in positive if getattr(c, k) <= 0]
     if c.http_port > 65535:

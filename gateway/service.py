@@ -31,6 +31,7 @@ from vehicle_ingest.errors import StoreError
 from vehicle_ingest.ingest import Ingestor, IngestOutcome, IngestPolicy
 from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.owners import parse_registry, save_registry
+from vehicle_ingest.privacy import ErasureTarget, erase, set_location_retention
 from vehicle_ingest.storage import Store
 from vehicle_ingest.tags import TagCycle, load_tag_definitions
 from vehicle_ingest.tags.engine import EMIT_CHUNK
@@ -263,6 +264,7 @@ class Gateway:
             ("POST", "/api/tags/show"): self._tags_show_route,
             ("POST", "/api/tags/run"): self._tags_run_route,
             ("POST", "/api/owners"): self._owners_route,
+            ("POST", "/api/erase"): self._erase_route,
         }
 
     async def _metrics_route(self, _body: bytes) -> Response:
@@ -302,12 +304,20 @@ class Gateway:
         return Response.json(200, {"loaded": await self.run_store(save_registry, self._store, rows)})
 
 
+    async def _erase_route(self, body: bytes) -> Response:
+        request = json.loads(body or b"{}")
+        target = ErasureTarget(owner=str(request.get("owner") or ""), vin=str(request.get("vin") or ""))
+        return Response.json(200, {"erased": await self.run_store(erase, self._store, target)})
+
+
 def run_gateway(config: GatewayConfig) -> int:
     """Open the store, migrate, serve until SIGTERM/SIGINT; 0 after a clean flush, 75 if a batch was left unacked."""
     store = Store.open(config.store)
     applied = store.migrate()
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
+    if set_location_retention(store, config.location_retention_days, load_signal_catalog()):
+        log.info("raw location now expires after %d days", config.location_retention_days)
     code = 0
 
     async def main() -> None:
