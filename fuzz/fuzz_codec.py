@@ -26,7 +26,9 @@ import numpy as np
 
 from vehicle_ingest.codec import (
     DecodedBatch,
+    MessageColumns,
     SignalBlock,
+    Status,
     _reference_decode,
     decode,
     decode_reference,
@@ -58,7 +60,8 @@ CORPUS = Path(__file__).resolve().parent.parent / ".fuzz" / "codec"
 def _signals(seq: int, n: int = 3) -> bytes:
     ts = BASE + np.arange(n, dtype=np.int64) * 100
     raw = np.arange(n, dtype=np.int64) * 7 - 3
-    return encode_signals(VIN, seq, BASE, [SignalBlock(1, -1, ts, raw), SignalBlock(300, 2, ts[:1], raw[:1])])
+    blocks = [SignalBlock(1, -1, ts, raw), SignalBlock(300, 2, ts[:1], raw[:1])]
+    return encode_signals(VIN, seq, BASE, blocks)
 
 
 def _events(seq: int) -> bytes:
@@ -78,44 +81,62 @@ def payload_of(data: bytes) -> bytes:
     return PREFIXES[data[0] % len(PREFIXES)] + data[1:]
 
 
-def _row(batch: DecodedBatch, msg: int) -> dict[str, list]:
-    """Everything `batch` says about message `msg`, as plain lists (bitwise for floats)."""
-    out: dict[str, list] = {}
-    m = batch.messages
-    for name in m.__dataclass_fields__:
-        out[f"messages.{name}"] = [getattr(m, name)[msg].tobytes()]
-    for part in ("samples", "events"):
-        cols = getattr(batch, part)
-        mine = cols.msg == msg
-        for name in cols.__dataclass_fields__:
-            if name != "msg":
-                col = getattr(cols, name)[mine]
-                out[f"{part}.{name}"] = col.tolist() if col.dtype == object else [col.tobytes(), col.dtype]
-    return out
+_MESSAGE_FIELDS = tuple(MessageColumns.__dataclass_fields__)
+_ITEM_FIELDS = {"samples": ("signal_id", "ts", "value"), "events": ("event_id", "ts", "value", "text")}
 
 
-def assert_same(fast: dict[str, list], ref: dict[str, list]) -> None:
-    for key, value in fast.items():
-        if value != ref[key]:
-            raise AssertionError(f"{key}: numba {value!r} != reference {ref[key]!r}")
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Bitwise (a -0.0 or a last-bit difference counts), dtype included."""
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    return a.tolist() == b.tolist() if a.dtype == object else a.tobytes() == b.tobytes()
 
 
-def assert_bounded(batch: DecodedBatch, payload: bytes) -> None:
+def _check(what: str, a: np.ndarray, b: np.ndarray) -> None:
+    if not _same(a, b):
+        raise AssertionError(f"{what}: numba {a!r} != reference {b!r}")
+
+
+def assert_same_message(fast: DecodedBatch, ref: DecodedBatch) -> None:
+    """Row 1 of `fast` (the hostile payload between its neighbours) against `ref`'s only row."""
+    for name in _MESSAGE_FIELDS:
+        _check(f"messages.{name}", getattr(fast.messages, name)[1:2], getattr(ref.messages, name))
+    # Neighbour 0 carries only samples, neighbour 2 only events: the hostile's items are the rest.
+    mine = {"samples": slice(N_FIRST, None), "events": slice(0, len(fast.events) - N_LAST)}
+    for part, fields in _ITEM_FIELDS.items():
+        cols, ref_cols = getattr(fast, part), getattr(ref, part)
+        for name in fields:
+            _check(f"{part}.{name}", getattr(cols, name)[mine[part]], getattr(ref_cols, name))
+
+
+def assert_bounded(ref: DecodedBatch, payload: bytes) -> None:
     """Every sample needs at least 2 bytes (ts and raw varints), every event at least 4."""
-    mine_s = int((batch.samples.msg == 1).sum())
-    mine_e = int((batch.events.msg == 1).sum())
-    if 2 * mine_s + 4 * mine_e > len(payload):
-        raise AssertionError(f"{mine_s} samples, {mine_e} events from {len(payload)} bytes")
+    if 2 * len(ref.samples) + 4 * len(ref.events) > len(payload):
+        raise AssertionError(f"{len(ref.samples)} samples, {len(ref.events)} events from {len(payload)} bytes")
 
 
-def assert_neighbours_intact(batch: DecodedBatch) -> None:
-    for neighbour, clean in ((0, CLEAN_FIRST), (2, CLEAN_LAST)):
-        if _row(batch, neighbour) != clean:
-            raise AssertionError(f"a hostile payload changed valid neighbour {neighbour}: {batch.messages.status}")
+def assert_neighbours_intact(fast: DecodedBatch) -> None:
+    m = fast.messages
+    if m.status[0] != Status.OK or m.status[2] != Status.OK or m.seq[0] != 1 or m.seq[2] != 2:
+        raise AssertionError(f"valid neighbours disturbed: status {m.status}, seq {m.seq}")
+    s, e = fast.samples, fast.events
+    first = (s.signal_id[:N_FIRST], s.ts[:N_FIRST], s.value[:N_FIRST])
+    last = (e.event_id[len(e) - N_LAST :], e.ts[len(e) - N_LAST :], e.value[len(e) - N_LAST :])
+    for got, want in zip((*first, *last), CLEAN, strict=True):
+        if not _same(got, want):
+            raise AssertionError("a hostile payload changed its valid neighbours' data")
 
 
-CLEAN_FIRST = _row(decode(list(NEIGHBOURS)), 0)
-CLEAN_LAST = _row(decode(list(NEIGHBOURS)), 1)
+_clean = decode(list(NEIGHBOURS))
+N_FIRST, N_LAST = len(_clean.samples), len(_clean.events)
+CLEAN = (
+    _clean.samples.signal_id,
+    _clean.samples.ts,
+    _clean.samples.value,
+    _clean.events.event_id,
+    _clean.events.ts,
+    _clean.events.value,
+)
 
 
 def test_one_input(data: bytes) -> None:
@@ -123,8 +144,8 @@ def test_one_input(data: bytes) -> None:
     payload = payload_of(data[:MAX_INPUT])
     fast = decode([NEIGHBOURS[0], payload, NEIGHBOURS[1]])
     ref = decode_reference([payload])
-    assert_same(_row(fast, 1), _row(ref, 0))
-    assert_bounded(fast, payload)
+    assert_same_message(fast, ref)
+    assert_bounded(ref, payload)
     assert_neighbours_intact(fast)
 
 
