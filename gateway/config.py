@@ -84,10 +84,11 @@ class GatewayConfig:
         " (a ClickHouse server; percent-encode special characters in the password).",
     )
     location_retention_days: int = _setting(
-        30,
+        120,
         "store",
         "Raw coordinates (latitude/longitude signals) are deleted this many days after they were measured"
-        " (a TTL; trips keep 5 km geohashes only). Applied at start when it differs from the store's.",
+        " (a TTL; trips keep 5 km geohashes only). Applied at start when it differs from the store's."
+        " Must exceed `max_past_s`: a message still accepted must not lose rows (its identity counts them).",
     )
     http_host: str = _setting(
         "127.0.0.1",
@@ -177,6 +178,9 @@ def _range_problems(c: GatewayConfig) -> list[ConfigError]:
         errors.append(ConfigError("http_port", f"must be a TCP port (1-65535), got {c.http_port}"))
     if c.receive_max > 65535:
         errors.append(ConfigError("receive_max", f"MQTT 5 allows at most 65535, got {c.receive_max}"))
+    if 0 < c.location_retention_days * 86_400 <= c.max_past_s:
+        problem = f"{c.location_retention_days} days must exceed max_past_s ({c.max_past_s} s)"
+        errors.append(ConfigError("location_retention_days", problem))
     if c.tags_interval_s < 0:
         problem = f"must be >= 0 (0 turns the schedule off), got {c.tags_interval_s}"
         errors.append(ConfigError("tags_interval_s", problem))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from gateway.config import GatewayConfig
 from simulators.fleet import FleetSpec, simulate_fleet
 from tests.helpers import SIGNALS, now_ms, simulate, speed_message
 from vehicle_ingest.catalog import load_event_catalog
@@ -56,8 +57,7 @@ def _position_message(vin: str, seq: int, age_days: int) -> tuple[str, bytes]:
     base = now_ms() - age_days * DAY
     ts = base + np.arange(5, dtype=np.int64) * 1000
     blocks = [
-        SignalBlock(s.id, s.scale_exp, ts, np.full(5, 100 * (1 + i), np.int64))
-        for i, s in enumerate((LAT, LON, SPEED))
+        SignalBlock(s.id, s.scale_exp, ts, np.full(5, 100 * (1 + i), np.int64)) for i, s in enumerate((LAT, LON, SPEED))
     ]
     return f"vi/v1/{vin}/signals", encode_signals(vin, seq, base, blocks)
 
@@ -75,14 +75,14 @@ def test_migration_names_the_catalog_location_signals():
 
 def test_raw_location_expires_and_other_signals_stay(store):
     _truncate_all(store)
-    assert location_retention_days(store) == 30  # the migration's default
+    assert location_retention_days(store) == 120  # the migration's default
     ingestor = _ingestor(store)
     old, fresh = "SMXTTL0LDP0S00001", "SMXTTLFRESHP00001"
-    ingestor.ingest(*map(list, zip(_position_message(old, 1, 40), strict=True)), now_ms())
+    ingestor.ingest(*map(list, zip(_position_message(old, 1, 150), strict=True)), now_ms())
     ingestor.ingest(*map(list, zip(_position_message(fresh, 1, 1), strict=True)), now_ms())
     store.command("OPTIMIZE TABLE signals FINAL")
     store.command("OPTIMIZE TABLE latest_signals FINAL")
-    assert _count(store, old) == {SPEED.id: 5}, "40-day-old coordinates are gone, the speed stays"
+    assert _count(store, old) == {SPEED.id: 5}, "150-day-old coordinates are gone, the speed stays"
     assert _count(store, fresh) == {LAT.id: 5, LON.id: 5, SPEED.id: 5}
     assert _count(store, old, "latest_signals") == {SPEED.id: 1}, "no last known position either"
     assert _count(store, fresh, "latest_signals") == {LAT.id: 1, LON.id: 1, SPEED.id: 1}
@@ -101,7 +101,15 @@ def test_retention_is_configurable_and_applies_to_rows_already_stored(store):
         assert _count(store, vin) == {SPEED.id: 5}
         assert location_retention_days(store) == 30
     finally:
-        set_location_retention(store, 30, SIGNALS)
+        set_location_retention(store, 120, SIGNALS)
+
+
+def test_retention_must_outlast_the_accepted_past():
+    """A message still accepted (max_past_s) must not lose rows to the TTL: its identity counts them."""
+    problems = GatewayConfig(location_retention_days=60, max_past_s=90 * 86_400).problems()
+    assert [e.key for e in problems] == ["location_retention_days"]
+    assert "must exceed max_past_s" in problems[0].problem
+    assert GatewayConfig().problems() == []
 
 
 # --- erase
