@@ -238,3 +238,13 @@ def test_tls_settings_are_checked(settings, key, problem, pki):
     values = {k: str(pki / "ca.crt") if v in ("CA", "CERT") else v for k, v in settings.items()}
     problems = GatewayConfig(**values).problems()
     assert [(e.key, problem in e.problem) for e in problems] == [(key, True)]
+
+
+def test_gateway_identity_reads_through_a_shared_subscription(clients, tls_port, pki):
+    shared = Client(tls_port, pki, GATEWAY_CN, "gateway-shared")
+    try:
+        shared.subscribe("$share/vehicle-ingest/vi/v1/+/+")
+        assert clients["a"].publish(f"vi/v1/{VIN_A}/events", b"to the group") == 0
+        assert _wait_for(shared, f"vi/v1/{VIN_A}/events") == [f"vi/v1/{VIN_A}/events"]
+    finally:
+        shared.close()
