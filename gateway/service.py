@@ -303,8 +303,8 @@ class Gateway:
         rows = parse_registry(body.decode("utf-8"), "request body")
         return Response.json(200, {"loaded": await self.run_store(save_registry, self._store, rows)})
 
-
     async def _erase_route(self, body: bytes) -> Response:
+        """`{"owner": ID}` or `{"vin": VIN}`: delete their rows everywhere (vehicle_ingest.privacy)."""
         request = json.loads(body or b"{}")
         target = ErasureTarget(owner=str(request.get("owner") or ""), vin=str(request.get("vin") or ""))
         return Response.json(200, {"erased": await self.run_store(erase, self._store, target)})
