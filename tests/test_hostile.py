@@ -110,7 +110,7 @@ def hostile(vin: str) -> dict[str, tuple[bytes, str]]:
     }
 
 
-def test_hostile_payloads_are_what_the_test_says(gateway):
+def test_hostile_payloads_are_what_the_test_says():
     """Guard the table: the decoder agrees with every expected decode-level reason."""
     for name, (payload, reason) in hostile("SMXH0STXLE0000001").items():
         status = decode([payload], MAX_PAYLOAD).messages.status[0]
