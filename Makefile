@@ -72,5 +72,11 @@ faults: setup
 can-parity: setup
 	$(BIN)/python -m tests.can_parity --frames 200
 
+# Every fuzz/fuzz_*.py harness (atheris, a dev dependency: the wheel bundles libFuzzer,
+# no clang needed) for FUZZ_RUNS executions each, niced: one summary line per harness.
+FUZZ_RUNS ?= 1000000
+fuzz: setup
+	nice -n 10 $(BIN)/python fuzz/run_all.py $(FUZZ_RUNS)
+
 clean:
-	rm -rf .vi-data .vi-demo .pytest_cache
+	rm -rf .vi-data .vi-demo .pytest_cache .fuzz

@@ -1,4 +1,4 @@
-"""`vehicle-ingest` command line: gateway, config, simulate, stats, sql, tags, owners, demo."""
+"""`vehicle-ingest` command line: gateway, config, simulate, stats, sql, tags, owners, erase, demo."""
 
 from __future__ import annotations
 
@@ -216,6 +216,23 @@ def _owners(args: argparse.Namespace) -> int:
     return 0
 
 
+def _erase(args: argparse.Namespace) -> int:
+    from vehicle_ingest.privacy import ErasureTarget, erase
+
+    target = ErasureTarget(owner=args.owner or "", vin=args.vin or "")
+    if args.gateway:
+        body = json.dumps({"owner": target.owner, "vin": target.vin}).encode()
+        print(json.dumps(_http_json(args.gateway.rstrip("/") + "/api/erase", body)))
+        return 0
+    store = _open_store(args.store)
+    try:
+        store.migrate()
+        print(json.dumps({"erased": erase(store, target)}))
+    finally:
+        store.close()
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from gateway.demo import run_demo
 
@@ -281,7 +298,11 @@ def _parser() -> argparse.ArgumentParser:
     tags.add_argument("--as-of-ms", type=int, default=None, help="evaluate as of this instant (default: now)")
     owners = sub.add_parser("owners", help="load an owner registry (CSV or JSON)")
     owners.add_argument("file")
-    for p, func in ((tags, _tags), (owners, _owners)):
+    erase = sub.add_parser("erase", help="delete an owner's or a vehicle's data from every table")
+    whose = erase.add_mutually_exclusive_group(required=True)
+    whose.add_argument("--owner", help="owner id: their tags and every vehicle registered to them")
+    whose.add_argument("--vin", help="one vehicle's data")
+    for p, func in ((tags, _tags), (owners, _owners), (erase, _erase)):
         p.add_argument("--store", default=env("VI_STORE", "chdb://.vi-data/store"))
         p.add_argument("--gateway", default=env("VI_GATEWAY_URL"), help="ask a running gateway over HTTP")
         p.set_defaults(func=func)

@@ -63,13 +63,34 @@ def _setting(default: Any, group: str, doc: str) -> Any:
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
     mqtt_url: str = _setting(
-        "mqtt://127.0.0.1:1883", "mqtt", "Broker: `mqtt://host:port`, or `mqtts://host:port` for TLS (system CAs)."
+        "mqtt://127.0.0.1:1883",
+        "mqtt",
+        "Broker: `mqtt://host:port`, or `mqtts://host:port` for TLS (system CAs unless `mqtt_tls_ca` is set).",
+    )
+    mqtt_tls_ca: str = _setting(
+        "", "mqtt", "PEM file of the CA that signed the broker's certificate (`mqtts://` only). Empty: system CAs."
+    )
+    mqtt_tls_cert: str = _setting(
+        "",
+        "mqtt",
+        "PEM client certificate the gateway presents (`mqtts://` only); its CN is the broker user name"
+        " (gateway/deploy/mosquitto/acl). Needs `mqtt_tls_key`.",
+    )
+    mqtt_tls_key: str = _setting(
+        "", "mqtt", "PEM private key of `mqtt_tls_cert`. Keep it readable by the gateway only."
     )
     store: str = _setting(
         "chdb://.vi-data/store",
         "store",
         "`chdb:///path` (embedded, locked by this process) or `http://user:password@host:8123/database`"
         " (a ClickHouse server; percent-encode special characters in the password).",
+    )
+    location_retention_days: int = _setting(
+        120,
+        "store",
+        "Raw coordinates (latitude/longitude signals) are deleted this many days after they were measured"
+        " (a TTL; trips keep 5 km geohashes only). Applied at start when it differs from the store's."
+        " Must exceed `max_past_s`: a message still accepted must not lose rows (its identity counts them).",
     )
     http_host: str = _setting(
         "127.0.0.1",
@@ -167,6 +188,7 @@ def _range_problems(c: GatewayConfig) -> list[ConfigError]:
         "max_payload_bytes",
         "max_past_s",
         "max_future_s",
+        "location_retention_days",
     )
     errors = [ConfigError(k, f"must be > 0, got {getattr(c, k)}") for k in positive if getattr(c, k) <= 0]
     if not 1 <= c.workers <= _MAX_WORKERS:
@@ -175,6 +197,9 @@ def _range_problems(c: GatewayConfig) -> list[ConfigError]:
         errors.append(ConfigError("http_port", f"must be a TCP port (1-65535) for every worker, got {c.http_port}"))
     if c.receive_max > 65535:
         errors.append(ConfigError("receive_max", f"MQTT 5 allows at most 65535, got {c.receive_max}"))
+    if 0 < c.location_retention_days * 86_400 <= c.max_past_s:
+        problem = f"{c.location_retention_days} days must exceed max_past_s ({c.max_past_s} s)"
+        errors.append(ConfigError("location_retention_days", problem))
     if c.tags_interval_s < 0:
         problem = f"must be >= 0 (0 turns the schedule off), got {c.tags_interval_s}"
         errors.append(ConfigError("tags_interval_s", problem))
@@ -196,6 +221,7 @@ def _address_problems(c: GatewayConfig) -> list[ConfigError]:
     if not c.store.startswith(("chdb://", "http://", "https://")):
         errors.append(ConfigError("store", f"{c.store!r}: use chdb:///path or http(s)://host:port"))
     errors += _mqtt_url_problems(c.mqtt_url)
+    errors += _tls_problems(c)
     if any(ch in c.share_group for ch in "/+#"):
         errors.append(ConfigError("share_group", f"{c.share_group!r} may not contain '/', '+' or '#'"))
     return errors
@@ -205,6 +231,17 @@ def _can_problems(c: GatewayConfig) -> list[ConfigError]:
     if c.can_models and not Path(c.can_models).is_file():
         return [ConfigError("can_models", f"{c.can_models!r}: no such file")]
     return []
+
+
+def _tls_problems(c: GatewayConfig) -> list[ConfigError]:
+    files = {k: getattr(c, k) for k in ("mqtt_tls_ca", "mqtt_tls_cert", "mqtt_tls_key")}
+    given = [k for k, v in files.items() if v]
+    if given and not c.mqtt_url.startswith("mqtts://"):
+        return [ConfigError(given[0], f"is set but mqtt_url {c.mqtt_url!r} is not mqtts:// (no TLS)")]
+    if bool(c.mqtt_tls_cert) != bool(c.mqtt_tls_key):
+        missing = "mqtt_tls_key" if c.mqtt_tls_cert else "mqtt_tls_cert"
+        return [ConfigError(missing, "a client certificate needs both mqtt_tls_cert and mqtt_tls_key")]
+    return [ConfigError(k, f"{v!r} is not a readable file") for k, v in files.items() if v and not Path(v).is_file()]
 
 
 def _mqtt_url_problems(url: str) -> list[ConfigError]:

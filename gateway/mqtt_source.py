@@ -46,6 +46,9 @@ class MqttSettings:
     session_expiry_s: int = 86_400
     receive_max: int = 2000  # unacked window the broker may keep in flight to us
     keepalive_s: int = 30
+    tls_ca: str = ""  # PEM CA file; empty: the system CAs
+    tls_cert: str = ""  # PEM client certificate (its CN is our broker user name)
+    tls_key: str = ""
 
     @property
     def subscription(self) -> str:
@@ -101,7 +104,8 @@ class MqttSource:
     def start(self) -> None:
         host, port, tls = parse_mqtt_url(self.settings.url)
         if tls:
-            self._client.tls_set()
+            s = self.settings
+            self._client.tls_set(ca_certs=s.tls_ca or None, certfile=s.tls_cert or None, keyfile=s.tls_key or None)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.settings.session_expiry_s
         props.ReceiveMaximum = self.settings.receive_max

@@ -33,6 +33,7 @@ from vehicle_ingest.errors import StoreError
 from vehicle_ingest.ingest import Ingestor, IngestOutcome, IngestPolicy
 from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.owners import parse_registry, save_registry
+from vehicle_ingest.privacy import ErasureTarget, erase, set_location_retention
 from vehicle_ingest.storage import Store
 from vehicle_ingest.tags import TagCycle, load_tag_definitions
 from vehicle_ingest.tags.engine import EMIT_CHUNK
@@ -128,6 +129,9 @@ class Gateway:
             share_group=c.share_group,
             session_expiry_s=c.session_expiry_s,
             receive_max=c.receive_max,
+            tls_ca=c.mqtt_tls_ca,
+            tls_cert=c.mqtt_tls_cert,
+            tls_key=c.mqtt_tls_key,
         )
 
     async def run_store(self, fn: Callable[..., T], *args: Any) -> T:
@@ -277,6 +281,7 @@ class Gateway:
             ("POST", "/api/tags/show"): self._tags_show_route,
             ("POST", "/api/tags/run"): self._tags_run_route,
             ("POST", "/api/owners"): self._owners_route,
+            ("POST", "/api/erase"): self._erase_route,
         }
 
     async def _metrics_route(self, _body: bytes) -> Response:
@@ -315,6 +320,12 @@ class Gateway:
         rows = parse_registry(body.decode("utf-8"), "request body")
         return Response.json(200, {"loaded": await self.run_store(save_registry, self._store, rows)})
 
+    async def _erase_route(self, body: bytes) -> Response:
+        """`{"owner": ID}` or `{"vin": VIN}`: delete their rows everywhere (vehicle_ingest.privacy)."""
+        request = json.loads(body or b"{}")
+        target = ErasureTarget(owner=str(request.get("owner") or ""), vin=str(request.get("vin") or ""))
+        return Response.json(200, {"erased": await self.run_store(erase, self._store, target)})
+
 
 def run_gateway(config: GatewayConfig) -> int:
     """Open the store, migrate, serve until SIGTERM/SIGINT; 0 after a clean flush, 75 if a batch was left unacked."""
@@ -326,6 +337,8 @@ def run_gateway(config: GatewayConfig) -> int:
     applied = store.migrate()
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
+    if set_location_retention(store, config.location_retention_days, load_signal_catalog()):
+        log.info("raw location now expires after %d days", config.location_retention_days)
     code = 0
 
     async def main() -> None:
