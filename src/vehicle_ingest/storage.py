@@ -43,6 +43,9 @@ _INSERT_SETTINGS = {
 }
 
 
+# Bound identities, zipped in the engine. The cast: an array literal's element type is inferred from
+# its values, and a narrow one (UInt8 for [7]) fails against wider stored seqs.
+_IDENTITY_IN = "(vin, seq) IN (SELECT arrayJoin(arrayZip(%(vins)s, CAST(%(seqs)s AS Array(UInt64)))))"
 _LOOKUP_CHUNK = 2000  # identities per lookup query (about 60 KB of query text)
 
 
@@ -216,7 +219,7 @@ class Store:
         # literal list of tuples. Chunked: they travel in the query text, which max_query_size caps.
         sql = (
             "SELECT vin, seq, toInt64(toUnixTimestamp64Milli(min(ts))), count() FROM {t}"
-            " WHERE (vin, seq) IN (SELECT arrayJoin(arrayZip(%(vins)s, CAST(%(seqs)s AS Array(UInt64))))) GROUP BY vin, seq"
+            f" WHERE {_IDENTITY_IN} GROUP BY vin, seq"
         )
         # seq is shared by a vehicle's streams: look in every table, but skip can_signals while it
         # is empty (a fleet without raw CAN pays nothing for it).
@@ -239,7 +242,7 @@ class Store:
         position = {ident: i for i, ident in enumerate(zip(vin_of, seqs, strict=True))}
         sql = (
             f"SELECT vin, seq, count() FROM {table}"
-            " WHERE (vin, seq) IN (SELECT arrayJoin(arrayZip(%(vins)s, CAST(%(seqs)s AS Array(UInt64))))) GROUP BY vin, seq"
+            f" WHERE {_IDENTITY_IN} GROUP BY vin, seq"
         )
         for lo in range(0, len(seqs), _LOOKUP_CHUNK):
             chunk = {"vins": vin_of[lo : lo + _LOOKUP_CHUNK], "seqs": seqs[lo : lo + _LOOKUP_CHUNK]}
