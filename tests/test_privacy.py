@@ -30,7 +30,7 @@ from vehicle_ingest.privacy import (
     location_signal_ids,
     set_location_retention,
 )
-from vehicle_ingest.storage import Store, default_migrations_dir
+from vehicle_ingest.storage import CanSignalRows, Store, default_migrations_dir
 from vehicle_ingest.tags import TagCycle, load_tag_definitions
 from vehicle_ingest.validate import SkewPolicy
 
@@ -140,6 +140,11 @@ def _fleet_loaded(store: Store, tmp_path: Path) -> None:
     for o in sim.ownership:  # one dead letter per vehicle: a VIN that does not match the topic
         bad = speed_message(o.vin, 10**9, topic_vin=o.vin[:-1] + "Z")
         ingestor.ingest([f"vi/v1/{o.vin}/signals", bad.topic], [b"\xc1", bad.payload], end)
+    for k, o in enumerate(sim.ownership):  # decoded CAN values no mapping covers, one per vehicle
+        store.insert_can_signals(
+            CanSignalRows([o.vin], np.zeros(1, np.int32), np.array([10**9 + 1], np.uint64), ["BODY.Wiper"],
+                          np.zeros(1, np.int32), np.array([end - k], np.int64), np.ones(1), end)
+        )  # fmt: skip
     TagCycle(store, SIGNALS, EVENTS, load_tag_definitions()).run(end)
 
     async def run_store(fn, *a):

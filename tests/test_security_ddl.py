@@ -18,6 +18,7 @@ GRANT = re.compile(r"^GRANT (?P<privs>.+) ON vehicle_ingest\.(?P<table>\w+) TO v
 WRITTEN = {
     "signals",
     "events",
+    "can_signals",
     "dead_letters",
     "ownership",
     "trips",

@@ -46,6 +46,7 @@ _BY_VIN = "vin IN %(vins)s"
 ERASE_PLAN: dict[str, str] = {
     "signals": _BY_VIN,
     "events": _BY_VIN,
+    "can_signals": _BY_VIN,
     # A dead letter's vin comes from the payload when it parsed, else from the topic: check both.
     "dead_letters": "vin IN %(vins)s OR splitByChar('/', topic)[3] IN %(vins)s",
     "latest_signals": _BY_VIN,

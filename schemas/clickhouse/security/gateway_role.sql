@@ -21,6 +21,7 @@ CREATE ROLE IF NOT EXISTS vehicle_ingest_gateway;
 -- Ingestion: raw tables (inserting into `signals` also feeds the two materialized views).
 GRANT SELECT, INSERT ON vehicle_ingest.signals TO vehicle_ingest_gateway;
 GRANT SELECT, INSERT ON vehicle_ingest.events TO vehicle_ingest_gateway;
+GRANT SELECT, INSERT ON vehicle_ingest.can_signals TO vehicle_ingest_gateway;
 GRANT SELECT, INSERT ON vehicle_ingest.dead_letters TO vehicle_ingest_gateway;
 GRANT SELECT, INSERT ON vehicle_ingest.latest_signals TO vehicle_ingest_gateway;
 GRANT SELECT, INSERT ON vehicle_ingest.daily_activity TO vehicle_ingest_gateway;
@@ -39,6 +40,7 @@ GRANT SELECT, INSERT, CREATE TABLE ON vehicle_ingest.schema_migrations TO vehicl
 -- Privacy: `erase` deletes rows; the location retention setting re-issues the TTL.
 GRANT ALTER DELETE ON vehicle_ingest.signals TO vehicle_ingest_gateway;
 GRANT ALTER DELETE ON vehicle_ingest.events TO vehicle_ingest_gateway;
+GRANT ALTER DELETE ON vehicle_ingest.can_signals TO vehicle_ingest_gateway;
 GRANT ALTER DELETE ON vehicle_ingest.dead_letters TO vehicle_ingest_gateway;
 GRANT ALTER DELETE ON vehicle_ingest.latest_signals TO vehicle_ingest_gateway;
 GRANT ALTER DELETE ON vehicle_ingest.daily_activity TO vehicle_ingest_gateway;
