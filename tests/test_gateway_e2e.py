@@ -51,7 +51,7 @@ def test_kill9_mid_stream_then_restart_stores_every_sample_once(broker, start_ga
         "--vehicles",
         "30",
         "--duration",
-        "28800",
+        "57600",
         "--sample-hz",
         "1",
         "--speedup",
