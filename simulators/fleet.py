@@ -336,6 +336,9 @@ _SLOW = (15.0, 40.0)
 _FAST = (80.0, 130.0)
 
 
+_CHARGE_MS = 300_000 + 240 * 60_000  # a charging session starts 5 min after a trip and lasts 4 h
+
+
 def _at(day: int, local_hour: float, offset_min: int) -> int:
     return day + int(local_hour * HOUR_MS) - offset_min * 60_000
 
@@ -391,11 +394,13 @@ def _vehicle_messages(sim: _VehicleSim, spec: FleetSpec, rng: np.random.Generato
             last_end = sim.trip(start, minutes, speeds)
             if not p.electric and sim.s.energy_pct < 15:
                 sim.s.energy_pct = 95.0  # refuelled: no event for it in the catalog
-            if p.electric and (sim.s.energy_pct < 35 or (p.fast_charger and rng.random() < 0.25)):
+            wants_charge = p.electric and (sim.s.energy_pct < 35 or (p.fast_charger and rng.random() < 0.25))
+            # Nothing is sent after the window's end: a head unit cannot report the future.
+            if wants_charge and last_end + _CHARGE_MS < spec.end_ms - 60_000:
                 sim.charge(last_end + 300_000, "dc" if p.fast_charger else "ac")
-                last_end += 300_000 + 240 * 60_000
+                last_end += _CHARGE_MS
             heartbeat = max(heartbeat, last_end + 60_000)
-        if day == ota_day and rng.random() < 0.6:
+        if day == ota_day and rng.random() < 0.6 and day + 20 * HOUR_MS < spec.end_ms - 60_000:
             sim.ota(day + 20 * HOUR_MS)
     while heartbeat < spec.end_ms - 60_000:
         sim.heartbeat(heartbeat)
