@@ -203,18 +203,6 @@ class Progress:
         self.out.flush()
 
 
-def _merge(parts: list[PublishTotals], seconds: float) -> PublishTotals:
-    totals = PublishTotals(seconds=seconds)
-    for t in parts:
-        totals.messages += t.messages
-        totals.samples += t.samples
-        totals.events += t.events
-        totals.value_sum += t.value_sum
-        totals.bytes += t.bytes
-        totals.failed += t.failed + len(t.by_mid)
-    return totals
-
-
 def _schedule(spec: LoadSpec, send: Callable[[int, SimMessage], None], fleet: LoadFleet, progress: Progress) -> int:
     """Message j goes out at start + j/rate from vehicle j mod vehicles; events interleave at their rate."""
     event_rate = spec.vehicles * spec.events_per_hour / 3600.0
@@ -252,7 +240,7 @@ def run_load(
     for p in pubs:
         p.finish(timeout=60)
     bar.tick(sent, force=True)
-    totals = _merge([p.totals for p in pubs], time.monotonic() - started)
+    totals = PublishTotals.merged([p.totals for p in pubs], time.monotonic() - started)
     return LoadResult(totals, sent, spec.rate, spec.samples_per_message, len(pubs))
 
 

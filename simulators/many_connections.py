@@ -19,7 +19,6 @@ from gateway.mqtt_source import parse_mqtt_url
 from simulators.publisher import PublishTotals
 
 if TYPE_CHECKING:
-    from simulators.fleet import SimMessage
     from simulators.load import LoadFleet, LoadResult, LoadSpec
 
 __all__ = ["publish_per_vehicle"]
@@ -33,14 +32,6 @@ class _Count:
         self.sent = 0
         self.connected = 0
         self.started: float | None = None  # when publishing began (all connected)
-
-    def acked(self, msg: SimMessage) -> None:
-        t = self.totals
-        t.messages += 1
-        t.samples += msg.samples
-        t.events += msg.events
-        t.value_sum += msg.value_sum
-        t.bytes += len(msg.payload)
 
 
 async def _vehicle(
@@ -73,7 +64,7 @@ async def _vehicle(
                 count.sent += 1
                 with contextlib.suppress(aiomqtt.MqttError):  # not acked: counted as failed at the end
                     await client.publish(msg.topic, msg.payload, qos=1, timeout=60)
-                    count.acked(msg)
+                    count.totals.add(msg)
     finally:
         with contextlib.suppress(aiomqtt.MqttError):
             await client.__aexit__(None, None, None)

@@ -30,6 +30,27 @@ class PublishTotals:
     failed: int = 0
     by_mid: dict[int, SimMessage] = field(default_factory=dict, repr=False)
 
+    def add(self, msg: SimMessage) -> None:
+        """Count one message the broker acknowledged."""
+        self.messages += 1
+        self.samples += msg.samples
+        self.events += msg.events
+        self.value_sum += msg.value_sum
+        self.bytes += len(msg.payload)
+
+    @classmethod
+    def merged(cls, parts: Sequence[PublishTotals], seconds: float) -> PublishTotals:
+        """Totals over several connections; unacknowledged messages count as failed."""
+        totals = cls(seconds=seconds)
+        for t in parts:
+            totals.messages += t.messages
+            totals.samples += t.samples
+            totals.events += t.events
+            totals.value_sum += t.value_sum
+            totals.bytes += t.bytes
+            totals.failed += t.failed + len(t.by_mid)
+        return totals
+
     def as_dict(self) -> dict[str, float | int]:
         return {
             "messages": self.messages,
@@ -63,15 +84,10 @@ class _Publisher:
             raise ConnectionError(f"no CONNACK from {url}")
 
     def _settle(self, msg: SimMessage, failed: bool) -> None:
-        t = self.totals
         if failed:
-            t.failed += 1
+            self.totals.failed += 1
             return
-        t.messages += 1
-        t.samples += msg.samples
-        t.events += msg.events
-        t.value_sum += msg.value_sum
-        t.bytes += len(msg.payload)
+        self.totals.add(msg)
 
     def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, rc: object, _p: object) -> None:
         failed = bool(getattr(rc, "is_failure", False))
@@ -123,13 +139,4 @@ def publish(
         pubs[i % len(pubs)].send(msg)
     for p in pubs:
         p.finish(timeout=60)
-    totals = PublishTotals(seconds=time.monotonic() - started)
-    for p in pubs:
-        t = p.totals
-        totals.messages += t.messages
-        totals.samples += t.samples
-        totals.events += t.events
-        totals.value_sum += t.value_sum
-        totals.bytes += t.bytes
-        totals.failed += t.failed + len(t.by_mid)
-    return totals
+    return PublishTotals.merged([p.totals for p in pubs], time.monotonic() - started)
