@@ -26,7 +26,7 @@ from vehicle_ingest.codec._limits import (
     MAX_COUNT,
     TS_LIMIT,
 )
-from vehicle_ingest.codec._numba_decode import _ARRAY, _BIN, _STR, _read_len, _read_uint, _varint
+from vehicle_ingest.codec._numba_decode import _ARRAY, _BIN, _STR, _event_bin, _read_len, _read_uint, _varint
 from vehicle_ingest.codec._types import (
     FORMAT_VERSION,
     MAX_PAYLOAD_BYTES,
@@ -39,6 +39,8 @@ from vehicle_ingest.codec._types import (
 )
 
 __all__ = ["decode_can"]
+
+_TIMESTAMPS = 1  # _event_bin's mode for a bin of zigzag deltas from base_ts
 
 _OK, _MALFORMED, _BAD_VERSION, _BAD_KIND, _OVERSIZE, _EMPTY = (int(s) for s in Status)
 _CAN = int(Kind.CAN)
@@ -98,41 +100,27 @@ def _header(buf: np.ndarray, start: int, end: int, row: int, info: np.ndarray, v
 
 
 @njit(cache=True, nogil=True)
-def _varint_bin(
-    buf: np.ndarray, p: int, end: int, count: int, is_ts: bool, base: int, write: bool, out: np.ndarray, o: int
-) -> tuple[int, int, int, int]:
-    """The ts bin (zigzag deltas from base) or the ids bin (id << 1 | extended).
-
-    (error offset or -1, next position, min, max); min/max mean something for timestamps only.
-    """
+def _id_bin(buf: np.ndarray, p: int, end: int, count: int, write: bool, out: np.ndarray, o: int) -> tuple[int, int]:
+    """The ids bin: `id << 1 | extended` per frame. (error offset or -1, next position)."""
     n, q = _read_len(buf, p, end, _BIN)
     if q < 0:
-        return p, 0, 0, 0
+        return p, 0
     p, bin_end = q, q + n
-    t, vmin, vmax = base, TS_LIMIT, -1
     for i in range(count):
         if p < bin_end and buf[p] < 0x80:
             u, q = np.int64(buf[p]), p + 1
         else:
             u, q = _varint(buf, p, bin_end)
             if q < 0:
-                return p, 0, 0, 0
-        if is_ts:
-            t += (u >> 1) ^ -(u & 1)
-            if t < 0 or t >= TS_LIMIT:
-                return p, 0, 0, 0
-            vmin, vmax = min(vmin, t), max(vmax, t)
-            v = t
-        else:
-            if u >= (CAN_EXT_ID_LIMIT << 1) or ((u & 1) == 0 and u >= (CAN_STD_ID_LIMIT << 1)):
-                return p, 0, 0, 0
-            v = u
+                return p, 0
+        if u >= (CAN_EXT_ID_LIMIT << 1) or ((u & 1) == 0 and u >= (CAN_STD_ID_LIMIT << 1)):
+            return p, 0
         if write:
-            out[o + i] = v
+            out[o + i] = u
         p = q
     if p != bin_end:
-        return p, 0, 0, 0
-    return -1, p, vmin, vmax
+        return p, 0
+    return -1, p
 
 
 @njit(cache=True, nogil=True)
@@ -171,13 +159,13 @@ def _body(
     count, p = _read_uint(buf, q, end)
     if p < 0 or count < 0 or count > MAX_COUNT:
         return q, 0, 0, 0, 0, 0
-    err, p, tmin, tmax = _varint_bin(buf, p, end, count, True, base, write, f_ts, o)
+    err, p, tmin, tmax = _event_bin(buf, p, end, count, _TIMESTAMPS, base, write, f_ts, o)
     if err >= 0:
         return err, 0, 0, 0, 0, 0
     bus, q = _byte_bin(buf, p, end, count)
     if bus < 0:
         return p, 0, 0, 0, 0, 0
-    err, p, _, _ = _varint_bin(buf, q, end, count, False, 0, write, f_id, o)
+    err, p = _id_bin(buf, q, end, count, write, f_id, o)
     if err >= 0:
         return err, 0, 0, 0, 0, 0
     err, dlc, q, total = _dlc_bin(buf, p, end, count)
