@@ -144,7 +144,9 @@ class MqttSource:
 
     # -- paho thread ------------------------------------------------------
 
-    def _on_connect(self, client: mqtt.Client, _userdata: object, _flags: object, rc: object, _props: object) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, _userdata: object, flags: mqtt.ConnectFlags, rc: object, _props: object
+    ) -> None:
         if getattr(rc, "is_failure", False):
             log.warning("mqtt connect refused: %s", rc)
             return
@@ -154,8 +156,26 @@ class MqttSource:
             if self._generation > 1:
                 self._metrics.reconnects.inc()
         self._metrics.connected.set(1)
+        if self._generation > 1 and not flags.session_present:
+            self._report_lost_session()
         client.subscribe(self.settings.subscription, qos=1)
-        log.info("mqtt connected (generation %d), subscribed to %s", self._generation, self.settings.subscription)
+        log.info(
+            "mqtt connected (generation %d, session %s), subscribed to %s",
+            self._generation,
+            "resumed" if flags.session_present else "new",
+            self.settings.subscription,
+        )
+
+    def _report_lost_session(self) -> None:
+        """We always resume (clean_start=False), so a reconnect without a session means the broker lost
+        it: restarted without persistence, or killed before it saved our session. What it had queued
+        for us is gone, and until we subscribe again it PUBACKs vehicles' messages with "no matching
+        subscribers" and drops them. Only the broker can lose this; we make it visible."""
+        self._metrics.sessions_lost.inc()
+        log.error(
+            "mqtt broker holds no session for client id %r on reconnect: messages it had queued for us were lost",
+            self.settings.client_id,
+        )
 
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: object, _p: object) -> None:
         with self._lock:

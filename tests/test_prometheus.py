@@ -189,6 +189,7 @@ def test_dashboard_is_importable_and_uses_only_scraped_metrics(live: Live) -> No
         "insert_seconds_bucket",
         "end_to_end_lag_seconds_bucket",
         "mqtt_reconnects_total",
+        "mqtt_sessions_lost_total",
         "store_errors_total",
         "cdp_requests_total",
         "cdp_outbox_depth",

@@ -27,6 +27,7 @@ class Metrics:
     identity_violations: Counter
     store_errors: Counter
     reconnects: Counter
+    sessions_lost: Counter
     window_overruns: Counter
     tag_changes: Counter
     can_frames: Counter
@@ -64,6 +65,10 @@ class Metrics:
             ),
             store_errors=counter("store_errors", "Failed store operations (the batch is retried, not acked)."),
             reconnects=counter("mqtt_reconnects", "MQTT connections established after the first."),
+            sessions_lost=counter(
+                "mqtt_sessions_lost",
+                "Reconnects the broker answered without our session: what it had queued for us is gone.",
+            ),
             window_overruns=counter(
                 "mqtt_window_overruns", "Deliveries beyond Receive Maximum: the broker ignored the window; we waited."
             ),

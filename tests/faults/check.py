@@ -29,7 +29,9 @@ class Verdict:
     duplicated: int  # stored more than once (in one store, or across stores)
     wrong: int  # stored once but with other samples or values than sent
     unacked_stored: int = 0  # stored although the PUBACK never reached the publisher (allowed)
-    broker_lost: int = 0  # acked, not stored: the broker lost it (kill -9 before its autosave); reported apart
+    broker_lost: int = 0  # acked, not stored, lost by the broker itself (the two causes below); reported apart
+    broker_unsaved: int = 0  # PUBACKed after the broker's last save before a kill -9
+    broker_unrouted: int = 0  # PUBACKed with "no matching subscribers": the broker had lost our session
     samples_expected: int = 0
     samples_stored: int = 0
     value_sum_expected: float = 0.0
@@ -47,18 +49,29 @@ class Verdict:
         )
 
     def blame_broker(self, acked: Mapping[tuple[str, int], Expected], windows: list[tuple[float, float]]) -> None:
-        """Move losses PUBACKed inside a window (last broker save, broker kill -9] from `lost` to `broker_lost`.
+        """Move the broker's own losses from `lost` to `broker_lost`, counted by cause.
 
-        Those messages existed only in the killed broker's memory: the
-        broker's own loss, made visible here, not hidden in a total.
+        - unsaved: PUBACKed inside a window (last broker save, restart after a kill -9]: those
+          messages existed only in the killed broker's memory.
+        - unrouted: PUBACKed with "no matching subscribers": the broker had lost the gateway's
+          session (created after its last save) and kept the message for no one.
+        Made visible here, not hidden in a total; everything else stays ours.
         """
-        blamed = [k for k in self.lost_keys if any(lo <= acked[k].acked_at <= hi for lo, hi in windows)]
-        self.broker_lost = len(blamed)
-        self.lost -= len(blamed)
+        unrouted = [k for k in self.lost_keys if not acked[k].routed]
+        unsaved = [
+            k for k in self.lost_keys if acked[k].routed and any(lo <= acked[k].acked_at <= hi for lo, hi in windows)
+        ]
+        self.broker_unsaved, self.broker_unrouted = len(unsaved), len(unrouted)
+        self.broker_lost = len(unrouted) + len(unsaved)
+        self.lost -= self.broker_lost
 
     def line(self) -> str:
         extra = " ".join(f"{k}={v}" for k, v in self.notes.items())
-        broker = f", broker lost {self.broker_lost}" if self.broker_lost else ""
+        broker = (
+            f", broker lost {self.broker_lost} (unsaved {self.broker_unsaved}, unrouted {self.broker_unrouted})"
+            if self.broker_lost
+            else ""
+        )
         samples = f", samples {self.samples_stored}/{self.samples_expected}" if self.samples_expected else ""
         return (
             f"{self.scenario}: acked {self.acked}, stored {self.stored}, lost {self.lost}{broker}, "

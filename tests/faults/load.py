@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import paho.mqtt.client as mqtt
+from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.mqtt_source import parse_mqtt_url
 from vehicle_ingest.catalog import load_signal_catalog
@@ -22,6 +23,7 @@ from vehicle_ingest.codec import SignalBlock, encode_signals
 __all__ = ["Expected", "Load", "fault_vin"]
 
 _SPEED = load_signal_catalog().by_path("Vehicle.Speed")
+_NO_MATCHING_SUBSCRIBERS = 0x10  # a success PUBACK: accepted, and delivered to no one
 _VIN_ALPHABET = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"  # no I, O, Q
 
 
@@ -44,6 +46,7 @@ class Expected:
     samples: int
     value_sum: float
     acked_at: float  # time.time() of the PUBACK: wall clock, to compare with the broker's log
+    routed: bool = True  # False: the PUBACK said "no matching subscribers", the broker kept it for no one
 
 
 @dataclass
@@ -71,7 +74,7 @@ class Load:
     acked: dict[tuple[str, int], Expected] = field(default_factory=dict)
     sent: int = 0
     _pending: dict[int, _Pending] = field(default_factory=dict)
-    _early: dict[int, bool] = field(default_factory=dict)
+    _early: dict[int, ReasonCode] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -141,15 +144,15 @@ class Load:
             else:
                 self._pending[info.mid] = pending
 
-    def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, rc: object, _p: object) -> None:
-        failed = bool(getattr(rc, "is_failure", False))
+    def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, rc: ReasonCode, _p: object) -> None:
         with self._lock:
             pending = self._pending.pop(mid, None)
             if pending is None:
-                self._early[mid] = failed  # the PUBACK raced ahead of _send registering the mid
+                self._early[mid] = rc  # the PUBACK raced ahead of _send registering the mid
             else:
-                self._settle(pending, failed)
+                self._settle(pending, rc)
 
-    def _settle(self, pending: _Pending, failed: bool) -> None:
-        if not failed:
-            self.acked[pending.key] = Expected(pending.samples, pending.value_sum, time.time())
+    def _settle(self, pending: _Pending, rc: ReasonCode) -> None:
+        if not rc.is_failure:
+            routed = rc.value != _NO_MATCHING_SUBSCRIBERS
+            self.acked[pending.key] = Expected(pending.samples, pending.value_sum, time.time(), routed)

@@ -31,3 +31,11 @@ def test_broker_loss_is_only_what_was_acked_inside_a_kill_window():
     verdict.blame_broker(ACKED, [(90.0, 150.0)])
     assert (verdict.broker_lost, verdict.lost) == (1, 1)  # B1 is not explained by the kill
     assert not verdict.exact
+
+
+def test_a_message_the_broker_routed_to_no_one_is_broker_loss_not_ours():
+    acked = {**ACKED, (B, 1): Expected(4, 1.5, 300.0, routed=False)}  # PUBACK "no matching subscribers"
+    verdict = compare("unrouted", acked, [(A, 2, 10, 6.0)])  # A1 (acked at 100, routed) and B1 lost
+    verdict.blame_broker(acked, [])
+    assert (verdict.broker_lost, verdict.lost) == (1, 1)  # A1 stays ours: no window, and it was routed
+    assert (verdict.broker_unrouted, verdict.broker_unsaved) == (1, 0)
