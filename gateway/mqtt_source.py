@@ -153,11 +153,11 @@ class MqttSource:
         with self._lock:
             self._generation += 1
             self._connected = True
-            if self._generation > 1:
-                self._metrics.reconnects.inc()
         self._metrics.connected.set(1)
-        if self._generation > 1 and not flags.session_present:
-            self._report_lost_session()
+        if self._generation > 1:
+            if not flags.session_present:  # counted before the reconnect, which is what watchers wait for
+                self._report_lost_session()
+            self._metrics.reconnects.inc()
         client.subscribe(self.settings.subscription, qos=1)
         log.info(
             "mqtt connected (generation %d, session %s), subscribed to %s",
@@ -167,13 +167,15 @@ class MqttSource:
         )
 
     def _report_lost_session(self) -> None:
-        """We always resume (clean_start=False), so a reconnect without a session means the broker lost
-        it: restarted without persistence, or killed before it saved our session. What it had queued
-        for us is gone, and until we subscribe again it PUBACKs vehicles' messages with "no matching
-        subscribers" and drops them. Only the broker can lose this; we make it visible."""
+        """We always resume (clean_start=False), so a reconnect without a session means the broker no
+        longer had it: restarted without persistence or killed before saving it, expired (we were away
+        longer than the session expiry), taken over by another client with our id and a clean start, or
+        answered by a broker node that does not share session state. What it had queued for this
+        session is gone, and until we subscribe again it routes our share of the topics to no one.
+        Only the broker side can lose this; we make it visible."""
         self._metrics.sessions_lost.inc()
         log.error(
-            "mqtt broker holds no session for client id %r on reconnect: messages it had queued for us were lost",
+            "mqtt broker holds no session for client id %r on reconnect: messages it had queued for it are lost",
             self.settings.client_id,
         )
 

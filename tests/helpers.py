@@ -10,12 +10,22 @@ from pathlib import Path
 
 import numpy as np
 
+from gateway.demo import GatewayProcess
 from simulators.fleet import SimMessage
 from vehicle_ingest.catalog import load_signal_catalog
 from vehicle_ingest.codec import SignalBlock, encode_signals
 
 SIGNALS = load_signal_catalog()
 SPEED = SIGNALS.by_path("Vehicle.Speed")
+
+
+def metric(gw: GatewayProcess, name: str) -> float:
+    """The value of one unlabelled sample from the gateway's /metrics; a metric it does not expose fails the test
+    (a renamed metric must not read as a reassuring 0)."""
+    for line in gw.get("/metrics")[1].decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in the gateway's /metrics")
 
 
 def now_ms() -> int:

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.broker import Mosquitto
 from simulators.publisher import publish
-from tests.helpers import simulate, speed_message
+from tests.helpers import metric, simulate, speed_message
 
 pytestmark = pytest.mark.integration
 
@@ -112,12 +112,6 @@ def test_redelivered_identity_is_stored_once(broker, start_gateway):
     assert gw.stop() == 0
 
 
-def _counter(gw, name: str) -> float:
-    lines = [ln for ln in gw.get("/metrics")[1].decode().splitlines() if ln.startswith(name + " ")]
-    assert lines, f"{name} not in /metrics"
-    return float(lines[0].split()[1])
-
-
 @pytest.mark.parametrize("persistence", [False, True], ids=["broker-forgets", "broker-persists"])
 def test_a_session_the_broker_lost_on_restart_is_counted(tmp_path, start_gateway, persistence):
     """A broker restarted without persistence answers our resumed session with session_present=0: counted and
@@ -127,10 +121,10 @@ def test_a_session_the_broker_lost_on_restart_is_counted(tmp_path, start_gateway
         broker.stop()
         broker.start()  # same port; with persistence, the session saved on SIGTERM is back
         deadline = time.monotonic() + 30
-        while _counter(gw, "vehicle_ingest_mqtt_reconnects_total") < 1 and time.monotonic() < deadline:
+        while metric(gw, "vehicle_ingest_mqtt_reconnects_total") < 1 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert _counter(gw, "vehicle_ingest_mqtt_reconnects_total") == 1
-        assert _counter(gw, "vehicle_ingest_mqtt_sessions_lost_total") == (0 if persistence else 1)
+        assert metric(gw, "vehicle_ingest_mqtt_reconnects_total") == 1
+        assert metric(gw, "vehicle_ingest_mqtt_sessions_lost_total") == (0 if persistence else 1)
         assert gw.stop() == 0
     log = (tmp_path / "gateway.log").read_text()
     assert ("holds no session for client id" in log) == (not persistence)

@@ -16,6 +16,7 @@ from gateway.broker import Mosquitto
 from gateway.config import GatewayConfig
 from gateway.workers import worker_config
 from simulators.load import LoadResult, LoadSpec, run_load
+from tests.helpers import metric
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
 
 SIGNALS, EVENTS = load_signal_catalog(), load_event_catalog()
@@ -117,13 +118,6 @@ def test_two_workers_split_the_stream_and_a_killed_worker_loses_nothing(broker: 
     _assert_stored_exactly(union, result)
 
 
-def _gauge(gw, name: str) -> float:
-    for line in gw.get("/metrics")[1].decode().splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
-
-
 def test_unacked_window_holds_even_when_the_broker_overruns_it(broker: Mosquitto, start_gateway) -> None:
     """Gateway memory is bounded by Receive Maximum whatever the broker does (mosquitto 2.0.11 overruns it)."""
     gw = start_gateway(broker.url, "--receive-max", "100", "--batch-max-messages", "25", "--batch-linger-ms", "20")
@@ -132,7 +126,7 @@ def test_unacked_window_holds_even_when_the_broker_overruns_it(broker: Mosquitto
 
     def watch() -> None:
         while not done.is_set():
-            peak[0] = max(peak[0], _gauge(gw, "vehicle_ingest_unacked_messages"))
+            peak[0] = max(peak[0], metric(gw, "vehicle_ingest_unacked_messages"))
 
     watcher = threading.Thread(target=watch)
     watcher.start()

@@ -36,7 +36,8 @@ class Verdict:
     samples_stored: int = 0
     value_sum_expected: float = 0.0
     value_sum_stored: float = 0.0
-    lost_keys: list[tuple[str, int]] = field(default_factory=list, repr=False)
+    lost_keys: list[tuple[str, int]] = field(default_factory=list, repr=False)  # ours, once blame_broker ran
+    lost_acked_at: dict[tuple[str, int], float] = field(default_factory=dict, repr=False)
     notes: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -64,6 +65,8 @@ class Verdict:
         self.broker_unsaved, self.broker_unrouted = len(unsaved), len(unrouted)
         self.broker_lost = len(unrouted) + len(unsaved)
         self.lost -= self.broker_lost
+        blamed = set(unrouted) | set(unsaved)
+        self.lost_keys = [k for k in self.lost_keys if k not in blamed]
 
     def line(self) -> str:
         extra = " ".join(f"{k}={v}" for k, v in self.notes.items())
@@ -73,9 +76,11 @@ class Verdict:
             else ""
         )
         samples = f", samples {self.samples_stored}/{self.samples_expected}" if self.samples_expected else ""
+        first = ", ".join(f"{v}/{q} acked at {self.lost_acked_at[(v, q)]:.3f}" for v, q in self.lost_keys[:3])
+        first_lost = f" (first lost: {first})" if first else ""  # enough to find them in the brokers' logs
         return (
             f"{self.scenario}: acked {self.acked}, stored {self.stored}, lost {self.lost}{broker}, "
-            f"duplicated {self.duplicated}, wrong {self.wrong}{samples}{' ' + extra if extra else ''}"
+            f"duplicated {self.duplicated}, wrong {self.wrong}{samples}{first_lost}{' ' + extra if extra else ''}"
         )
 
 
@@ -117,4 +122,5 @@ def compare(scenario: str, acked: Mapping[tuple[str, int], Expected], stored: li
         value_sum_expected=sum(e.value_sum for e in acked.values()),
         value_sum_stored=sum(x for found in in_truth for _, x in found),
         lost_keys=lost_keys,
+        lost_acked_at={k: acked[k].acked_at for k in lost_keys},
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,6 +9,7 @@ from pathlib import Path
 
 from gateway.broker import Mosquitto, free_port
 from gateway.demo import GatewayProcess
+from tests.helpers import metric
 
 __all__ = ["Rig", "drain", "metric", "rss_mb", "wait_until"]
 
@@ -39,13 +39,6 @@ def drain(gateways: list[GatewayProcess], messages: int, timeout: float, quiet_s
             return False
         time.sleep(0.25)
     return True
-
-
-def metric(gw: GatewayProcess, name: str) -> float:
-    """The value of one unlabelled sample from the gateway's /metrics (0 when absent)."""
-    text = gw.get("/metrics")[1].decode()
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
 
 
 def rss_mb(pid: int) -> float:

@@ -13,6 +13,7 @@ graceful stop (SIGTERM, which saves) loses none.
 
 from __future__ import annotations
 
+import random
 import re
 import time
 
@@ -20,7 +21,7 @@ import pytest
 
 from gateway.broker import Mosquitto
 from tests.faults.check import compare, stored_messages
-from tests.faults.harness import drain, metric, wait_until
+from tests.faults.harness import Rig, drain, metric, wait_until
 from tests.faults.load import Load
 
 pytestmark = pytest.mark.integration
@@ -32,17 +33,39 @@ _SAVED = re.compile(r"^(\d+): Saving in-memory database", re.MULTILINE)
 
 def _last_save_before(broker: Mosquitto, t: float) -> float:
     """Wall-clock second of the broker's last save at or before `t` (its log has whole seconds)."""
-    saves = [int(s) for s in _SAVED.findall((broker.workdir / "mosquitto.log").read_text())]
+    saves = [int(s) for s in _SAVED.findall(_log(broker))]
     return float(max((s for s in saves if s <= t), default=0))
 
 
-def _wait_for_next_save(broker: Mosquitto, timeout: float = 10.0) -> None:
-    log = broker.workdir / "mosquitto.log"
-    saves = len(_SAVED.findall(log.read_text()))
-    wait_until(lambda: len(_SAVED.findall(log.read_text())) > saves, timeout, "mosquitto's next autosave", poll=0.02)
+def _log(broker: Mosquitto) -> str:
+    return (broker.workdir / "mosquitto.log").read_text()
 
 
-def _restart(broker: Mosquitto, how: str) -> list[tuple[float, float]]:
+def _wait_for_next_save(broker: Mosquitto, timeout: float = 10.0, poll: float = 0.02) -> float:
+    """Wait for mosquitto's next autosave; returns the last time its log did not show it yet.
+
+    That time is at or before the save (tighter than the log's whole second), so
+    a PUBACK counted before it was of a message the save holds.
+    """
+    not_yet = time.time()
+    saves = len(_SAVED.findall(_log(broker)))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(poll)
+        read_at = time.time()
+        if len(_SAVED.findall(_log(broker))) > saves:
+            return not_yet
+        not_yet = read_at
+    raise AssertionError(f"mosquitto did not autosave within {timeout:.0f}s")
+
+
+def _sessions(rig: Rig) -> dict[str, int]:
+    """How the gateways' connections found their session, from their log ("session new" / "session resumed")."""
+    log = (rig.workdir / "gw.log").read_text()
+    return {kind: log.count(f"session {kind}") for kind in ("new", "resumed")}
+
+
+def _restart(broker: Mosquitto, how: str, kill_delays: list[float]) -> list[tuple[float, float]]:
     """Stop the broker (kill -9 or SIGTERM), start it again on the same port and persistence file.
 
     Returns the window in which PUBACKed messages may be lost by this stop:
@@ -53,11 +76,12 @@ def _restart(broker: Mosquitto, how: str) -> list[tuple[float, float]]:
     PUBACK it counts came from the broker that was killed.
     """
     if how == "kill":
-        # Die a moment after a save, as in any crash: what the broker saved must come back; what it
-        # PUBACKed since is the broker's loss. (Without this, a short load phase can end before the
-        # first autosave, and the scenario would test nothing the broker still holds.)
-        _wait_for_next_save(broker)
-        time.sleep(0.4)
+        # Die at a random moment before the next autosave (>= 1 s later at autosave_interval 1): what it saved
+        # must come back, what it PUBACKed since is its loss. Waiting for a save first also makes sure
+        # a short load phase cannot end before the broker ever saved the gateway's session.
+        saved_by = _wait_for_next_save(broker)
+        kill_delays.append(round(random.uniform(0.05, 0.9), 2))
+        time.sleep(kill_delays[-1])
         broker.kill()
     else:
         broker.stop()
@@ -65,7 +89,10 @@ def _restart(broker: Mosquitto, how: str) -> list[tuple[float, float]]:
     time.sleep(1.0)
     restarted_at = time.time()
     broker.start()
-    return [(_last_save_before(broker, stopped_at), restarted_at)] if how == "kill" else []
+    if how != "kill":
+        return []
+    # Both are lower bounds of a save; the later one bounds the last save before the kill.
+    return [(max(saved_by, _last_save_before(broker, stopped_at)), restarted_at)]
 
 
 @pytest.mark.parametrize("how", ["kill", "term"])
@@ -74,19 +101,19 @@ def test_broker_restart_loses_nothing_it_still_holds(rig, scale, record, how):
     gw = rig.gateway(broker.url)
     load = Load(broker.url, prefix=PREFIX, rate=scale.rate).start()
     windows: list[tuple[float, float]] = []
+    kill_delays: list[float] = []  # seconds after an autosave
     try:
         time.sleep(scale.broker_load_s)
         # 1. The broker dies under the connected gateway, which must reconnect by itself.
-        windows += _restart(broker, how)
+        windows += _restart(broker, how, kill_delays)
         wait_until(lambda: metric(gw, "vehicle_ingest_mqtt_reconnects_total") >= 1, 40, "the gateway to reconnect")
         time.sleep(scale.broker_load_s)
         reconnects = metric(gw, "vehicle_ingest_mqtt_reconnects_total")
         sessions_lost = metric(gw, "vehicle_ingest_mqtt_sessions_lost_total")
         # 2. The broker dies holding a backlog for the gateway's offline session.
         assert gw.stop() == 0
-        phase_2_at = time.time()
         time.sleep(scale.broker_load_s + 2 * AUTOSAVE_S)
-        windows += _restart(broker, how)
+        windows += _restart(broker, how, kill_delays)
         gw = rig.gateway(broker.url)
         time.sleep(scale.broker_load_s)
     finally:
@@ -97,16 +124,18 @@ def test_broker_restart_loses_nothing_it_still_holds(rig, scale, record, how):
         f"broker {'kill -9' if how == 'kill' else 'SIGTERM'} + restart x2", load.acked, stored_messages([gw], PREFIX)
     )
     verdict.blame_broker(load.acked, windows)
+    if kill_delays:
+        verdict.notes["kills_after_save_s"] = "/".join(f"{d:.2f}" for d in kill_delays)
     verdict.notes["gateway_reconnects"] = int(reconnects)
     verdict.notes["gateway_sessions_lost"] = int(sessions_lost)
     verdict.notes["redelivered_duplicates_dropped"] = int(metric(gw, "vehicle_ingest_messages_duplicate_total"))
     record(verdict)
     assert gw.stop() == 0
     assert reconnects >= 1, "the gateway did not reconnect to the restarted broker"
-    # A broker killed before saving the gateway's session routes messages to no one until the gateway
-    # resubscribes: the gateway must have reported that loss (its metric), not stayed silent.
-    unrouted_while_connected = sum(1 for e in load.acked.values() if not e.routed and e.acked_at < phase_2_at)
-    assert sessions_lost >= (1 if unrouted_while_connected else 0), verdict.line()
+    # Every kill follows a save that holds the gateway's session, so the broker must resume it both
+    # times (under the connected gateway, and for the restarted one) and route every message to it.
+    assert _sessions(rig) == {"new": 1, "resumed": 2}, _sessions(rig)
+    assert sessions_lost == 0 and verdict.broker_unrouted == 0, verdict.line()
     assert verdict.lost == verdict.duplicated == verdict.wrong == 0, verdict.line()
     if how == "term":
         assert verdict.broker_lost == 0 and verdict.exact, verdict.line()
