@@ -17,6 +17,7 @@ from pathlib import Path
 
 import atheris
 import numpy as np
+from _compare import same_array  # fuzz/ is on sys.path: harnesses run as scripts
 
 from vehicle_ingest.can import decode_frames, decode_frames_reference, load_manifest
 from vehicle_ingest.codec import decode_can, decode_can_reference, encode_can
@@ -46,7 +47,7 @@ MANIFESTS = _manifests()
 def _same(a: object, b: object, columns: tuple[str, ...], what: str) -> None:
     for name in columns:
         x, y = getattr(a, name), getattr(b, name)
-        if not np.array_equal(x, y, equal_nan=x.dtype.kind == "f"):
+        if not same_array(x, y, nan_equal=True):
             raise AssertionError(f"{what}: column {name} differs: numba {x!r} reference {y!r}")
 
 

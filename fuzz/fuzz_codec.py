@@ -23,6 +23,7 @@ from pathlib import Path
 import atheris
 import msgpack
 import numpy as np
+from _compare import same_array  # fuzz/ is on sys.path: harnesses run as scripts
 
 from vehicle_ingest.codec import (
     DecodedBatch,
@@ -85,15 +86,8 @@ _MESSAGE_FIELDS = tuple(MessageColumns.__dataclass_fields__)
 _ITEM_FIELDS = {"samples": ("signal_id", "ts", "value"), "events": ("event_id", "ts", "value", "text")}
 
 
-def _same(a: np.ndarray, b: np.ndarray) -> bool:
-    """Bitwise (a -0.0 or a last-bit difference counts), dtype included."""
-    if a.dtype != b.dtype or a.shape != b.shape:
-        return False
-    return a.tolist() == b.tolist() if a.dtype == object else a.tobytes() == b.tobytes()
-
-
 def _check(what: str, a: np.ndarray, b: np.ndarray) -> None:
-    if not _same(a, b):
+    if not same_array(a, b):
         raise AssertionError(f"{what}: numba {a!r} != reference {b!r}")
 
 
@@ -123,7 +117,7 @@ def assert_neighbours_intact(fast: DecodedBatch) -> None:
     first = (s.signal_id[:N_FIRST], s.ts[:N_FIRST], s.value[:N_FIRST])
     last = (e.event_id[len(e) - N_LAST :], e.ts[len(e) - N_LAST :], e.value[len(e) - N_LAST :])
     for got, want in zip((*first, *last), CLEAN, strict=True):
-        if not _same(got, want):
+        if not same_array(got, want):
             raise AssertionError("a hostile payload changed its valid neighbours' data")
 
 
