@@ -10,10 +10,12 @@ import logging
 import os
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
+from gateway.config import env_name
 from gateway.logs import add_log_flags, configure_logging, default_format
 from vehicle_ingest.errors import ConfigError, VehicleIngestError
 
@@ -107,8 +109,15 @@ def _distinct_totals(messages: list) -> dict:
 
 def _http_json(url: str, body: bytes | None = None) -> Any:
     request = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
+    if token := os.environ.get(env_name("api_token")):  # the gateway's /api needs it unless on loopback
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            raise ConfigError("api_token", f"{url} refused the request: set {env_name('api_token')}") from exc
+        raise
 
 
 def _open_store(dsn: str) -> Any:

@@ -10,6 +10,7 @@ from it. Errors name the key, and where the value came from.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 from collections.abc import Mapping
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_ENV = "VI_CONFIG"
 # Variables read by the CLI outside GatewayConfig (not settable in the file).
+SECRET_SETTINGS = frozenset({"api_token"})  # never printed, never passed as a command-line flag
 PROCESS_ENV = (CONFIG_ENV, "VI_LOG_LEVEL", "VI_LOG_FORMAT", "VI_GATEWAY_URL")
 # TOML tables (optional headings) and what they hold, in reference order.
 GROUPS = {
@@ -99,6 +101,13 @@ class GatewayConfig:
         " bind a private address (`0.0.0.0` only inside a container network).",
     )
     http_port: int = _setting(9108, "http", "Port of /metrics, /healthz, /readyz and the CLI's /api.")
+    api_token: str = _setting(
+        "",
+        "http",
+        "Bearer token every /api route requires (`Authorization: Bearer <token>`; the CLI sends `VI_API_TOKEN`)."
+        " /metrics, /healthz and /readyz stay open for Prometheus and probes. Required when `http_host` is not a"
+        " loopback address: /api reads raw data and erases it. Prefer the environment over a file or flag.",
+    )
     client_id: str = _setting(
         "vehicle-ingest-gateway",
         "mqtt",
@@ -224,7 +233,19 @@ def _address_problems(c: GatewayConfig) -> list[ConfigError]:
     errors += _tls_problems(c)
     if any(ch in c.share_group for ch in "/+#"):
         errors.append(ConfigError("share_group", f"{c.share_group!r} may not contain '/', '+' or '#'"))
+    if not c.api_token and not _is_loopback(c.http_host):
+        problem = f"required when http_host ({c.http_host}) is not a loopback address: /api reads and erases data"
+        errors.append(ConfigError("api_token", problem))
     return errors
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def _can_problems(c: GatewayConfig) -> list[ConfigError]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from gateway.config import GROUPS, GatewayConfig, env_name, settings
+from gateway.config import GROUPS, SECRET_SETTINGS, GatewayConfig, env_name, settings
 from gateway.config_file import toml_value
 
 __all__ = ["redact", "reference_markdown", "to_json", "to_toml"]
@@ -20,20 +20,25 @@ def redact(value: object) -> object:
     return _USERINFO.sub(lambda m: f"://{m[1]}:***@" if m[2] else "://***@", value)
 
 
+def _shown(config: GatewayConfig, name: str) -> object:
+    value = getattr(config, name)
+    return "***" if name in SECRET_SETTINGS and value else redact(value)
+
+
 def to_toml(config: GatewayConfig, origins: dict[str, str] | None = None) -> str:
     """Every setting under its table; values set by a file, env or flag carry their origin as a comment."""
     origins = origins or {}
-    lines = ["# secrets in URLs are shown as ***"]
+    lines = ["# secrets (in URLs, api_token) are shown as ***"]
     for group in GROUPS:
         lines += ["", f"[{group}]"]
         for s in (s for s in settings() if s.group == group):
             origin = f"  # {origins[s.name]}" if s.name in origins else ""
-            lines.append(f"{s.name} = {toml_value(redact(getattr(config, s.name)))}{origin}")
+            lines.append(f"{s.name} = {toml_value(_shown(config, s.name))}{origin}")
     return "\n".join(lines) + "\n"
 
 
 def to_json(config: GatewayConfig) -> str:
-    return json.dumps({s.name: redact(getattr(config, s.name)) for s in settings()}, indent=2) + "\n"
+    return json.dumps({s.name: _shown(config, s.name) for s in settings()}, indent=2) + "\n"
 
 
 _TYPES = {bool: "boolean", int: "integer", str: "string"}

@@ -1,4 +1,4 @@
-"""The gateway's one HTTP port: /metrics, /healthz, /readyz, /api/stats, /api/sql.
+"""The gateway's one HTTP port: /metrics, /healthz, /readyz, and the CLI's /api routes (token-protected).
 
 A deliberately small HTTP/1.1 responder on asyncio streams: the gateway
 serves a handful of GET/POST routes to Prometheus and to its own CLI, and
@@ -8,6 +8,7 @@ needs no framework for that.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,7 @@ _MAX_BODY = 1 << 20
 _REASONS = {
     200: "OK",
     400: "Bad Request",
+    401: "Unauthorized",
     404: "Not Found",
     413: "Payload Too Large",
     500: "Internal Server Error",
@@ -43,8 +45,11 @@ Handler = Callable[[bytes], Awaitable[Response]]
 
 
 class HttpServer:
-    def __init__(self, host: str, port: int, routes: dict[tuple[str, str], Handler]) -> None:
+    """Routes under `/api/` need `Authorization: Bearer <api_token>` when a token is set; the rest are open."""
+
+    def __init__(self, host: str, port: int, routes: dict[tuple[str, str], Handler], api_token: str = "") -> None:
         self._host, self._port, self._routes = host, port, routes
+        self._api_authorization = f"Bearer {api_token}".encode() if api_token else b""
         self._server: asyncio.Server | None = None
 
     @property
@@ -76,6 +81,11 @@ class HttpServer:
         finally:
             writer.close()
 
+    def _authorized(self, authorization: str) -> bool:
+        if not self._api_authorization:
+            return True
+        return hmac.compare_digest(authorization.encode("latin-1"), self._api_authorization)
+
     async def _respond(self, reader: asyncio.StreamReader) -> Response:
         request_line = (await reader.readuntil(b"\r\n")).decode("latin-1").split()
         headers = {}
@@ -90,6 +100,8 @@ class HttpServer:
         handler = self._routes.get((method, path))
         if handler is None:
             return Response(404, b"not found\n")
+        if path.startswith("/api/") and not self._authorized(headers.get("authorization", "")):
+            return Response(401, b"unauthorized: send Authorization: Bearer <api_token>\n")
         try:
             return await handler(body)
         except Exception as exc:

@@ -105,7 +105,7 @@ class Gateway:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.source = MqttSource(self._mqtt_settings(), self._metrics, loop)
-        self.http = HttpServer(self.config.http_host, self.config.http_port, self._routes())
+        self.http = HttpServer(self.config.http_host, self.config.http_port, self._routes(), self.config.api_token)
         await self.http.start()
         self.source.start()
         log.info("gateway up: http %s:%d, store %s", self.config.http_host, self.http.port, redact(self._store.dsn))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 
 from gateway.broker import stop_process
-from gateway.config import GatewayConfig, flag_name, settings
+from gateway.config import SECRET_SETTINGS, GatewayConfig, env_name, flag_name, settings
 
 __all__ = ["DEFAULT_SHARE_GROUP", "run_workers", "worker_config"]
 
@@ -55,10 +56,15 @@ def worker_config(config: GatewayConfig, k: int) -> GatewayConfig:
 
 def _argv(config: GatewayConfig) -> list[str]:
     argv = [sys.executable, "-m", "gateway.cli", "gateway"]
-    for s in settings():
+    for s in (s for s in settings() if s.name not in SECRET_SETTINGS):
         value = getattr(config, s.name)
         argv += [flag_name(s.name), str(int(value)) if isinstance(value, bool) else str(value)]
     return argv
+
+
+def _env(config: GatewayConfig) -> dict[str, str]:
+    """Secrets reach a worker through its environment: a command line is readable by every local user."""
+    return {**os.environ, **{env_name(name): str(getattr(config, name)) for name in SECRET_SETTINGS}}
 
 
 def _die_with_parent() -> None:
@@ -73,7 +79,9 @@ class _Supervisor:
         self.stopping = False
 
     def start(self, k: int) -> None:
-        self.processes[k] = subprocess.Popen(_argv(self.configs[k]), preexec_fn=_die_with_parent)
+        self.processes[k] = subprocess.Popen(
+            _argv(self.configs[k]), env=_env(self.configs[k]), preexec_fn=_die_with_parent
+        )
         log.info("worker %d started", k, extra={"pid": self.processes[k].pid, "client_id": self.configs[k].client_id})
 
     def watch(self) -> None:

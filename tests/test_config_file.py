@@ -49,12 +49,12 @@ def _cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 def test_file_then_env_then_flags(tmp_path):
     path = _write(
-        tmp_path, '[http]\nhttp_port = 9001\nhttp_host = "0.0.0.0"\n[mqtt]\nreceive_max = 3000\nclient_id = "f"\n'
+        tmp_path, '[http]\nhttp_port = 9001\nhttp_host = "127.0.0.2"\n[mqtt]\nreceive_max = 3000\nclient_id = "f"\n'
     )
     env = {"VI_HTTP_PORT": "9002", "VI_RECEIVE_MAX": "4000"}
     resolved = resolve_layers(_args("--config", str(path), "--receive-max", "5000"), env)
     c = resolved.config
-    assert (c.http_host, c.client_id) == ("0.0.0.0", "f")  # file over defaults
+    assert (c.http_host, c.client_id) == ("127.0.0.2", "f")  # file over defaults
     assert c.http_port == 9002  # env over file
     assert c.receive_max == 5000  # flag over env over file
     assert c.store == GatewayConfig().store  # default

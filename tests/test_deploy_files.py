@@ -58,9 +58,9 @@ def _mount(service: dict, target: str) -> Path:
     raise AssertionError(f"nothing mounted at {target}")
 
 
-def _config_check(path: Path) -> subprocess.CompletedProcess:
+def _config_check(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "gateway.cli", "config", "check", str(path)]
-    return subprocess.run(cmd, capture_output=True, text=True, env={}, timeout=60)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env or {}, timeout=60)
 
 
 def test_compose_has_the_four_services_and_every_file_it_references_exists(compose):
@@ -84,7 +84,10 @@ def test_compose_gateway_config_passes_check_and_matches_the_other_services(comp
     gateway = compose["services"]["gateway"]
     assert gateway["command"] == ["vehicle-ingest", "gateway", "--config", CONFIG_IN_CONTAINER]
     path = _mount(gateway, CONFIG_IN_CONTAINER)
-    result = _config_check(path)
+    # Off loopback the gateway refuses to start without an /api token; compose requires the user to set one.
+    assert "api_token" in _config_check(path).stderr
+    assert gateway["environment"]["VI_API_TOKEN"].startswith("${VI_API_TOKEN:?")
+    result = _config_check(path, {"VI_API_TOKEN": "a-token"})
     assert result.returncode == 0, result.stderr
     effective = tomllib.loads(result.stdout)
     store = urlsplit(tomllib.loads(path.read_text())["store"]["store"])
