@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import logging
 import os
@@ -26,11 +25,11 @@ log = logging.getLogger("vehicle_ingest")
 
 def _gateway(args: argparse.Namespace) -> int:
     from gateway.config import resolve_layers
-    from gateway.config_render import redact
+    from gateway.config_render import shown_settings
     from gateway.service import run_gateway
 
     resolved = resolve_layers(args)
-    settings = {k: redact(v) for k, v in dataclasses.asdict(resolved.config).items()}
+    settings = shown_settings(resolved.config)
     log.info("configuration", extra={"config_file": resolved.file, "settings": settings, "origins": resolved.origins})
     return run_gateway(resolved.config)
 
@@ -110,7 +109,7 @@ def _distinct_totals(messages: list) -> dict:
 def _http_json(url: str, body: bytes | None = None) -> Any:
     request = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
     if token := os.environ.get(env_name("api_token")):  # the gateway's /api needs it unless on loopback
-        request.add_header("Authorization", f"Bearer {token}")
+        request.add_unredirected_header("Authorization", f"Bearer {token}")  # not sent on to a redirect
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return json.loads(response.read())

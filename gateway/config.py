@@ -13,6 +13,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -56,6 +57,8 @@ GROUPS = {
 }
 _MAX_BATCH_MESSAGES = 20_000
 _MAX_WORKERS = 64
+_MIN_TOKEN = 16
+_TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")  # RFC 6750 b64token: sent as is in an HTTP header
 
 
 def _setting(default: Any, group: str, doc: str) -> Any:
@@ -233,13 +236,17 @@ def _address_problems(c: GatewayConfig) -> list[ConfigError]:
     errors += _tls_problems(c)
     if any(ch in c.share_group for ch in "/+#"):
         errors.append(ConfigError("share_group", f"{c.share_group!r} may not contain '/', '+' or '#'"))
-    if not c.api_token and not _is_loopback(c.http_host):
+    if not c.api_token and not is_loopback(c.http_host):
         problem = f"required when http_host ({c.http_host}) is not a loopback address: /api reads and erases data"
+        errors.append(ConfigError("api_token", problem))
+    if c.api_token and not (len(c.api_token) >= _MIN_TOKEN and _TOKEN.fullmatch(c.api_token)):
+        problem = f"must be >= {_MIN_TOKEN} characters of A-Z a-z 0-9 . _ ~ + / - (e.g. `openssl rand -hex 24`)"
         errors.append(ConfigError("api_token", problem))
     return errors
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """True for a loopback address or `localhost`; an empty host (every interface) or a name is not."""
     if host == "localhost":
         return True
     try:

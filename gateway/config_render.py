@@ -8,7 +8,7 @@ import re
 from gateway.config import GROUPS, SECRET_SETTINGS, GatewayConfig, env_name, settings
 from gateway.config_file import toml_value
 
-__all__ = ["redact", "reference_markdown", "to_json", "to_toml"]
+__all__ = ["redact", "reference_markdown", "shown_settings", "to_json", "to_toml"]
 
 _USERINFO = re.compile(r"://([^/@:,]*)(:[^/@,]*)?@")
 
@@ -37,8 +37,13 @@ def to_toml(config: GatewayConfig, origins: dict[str, str] | None = None) -> str
     return "\n".join(lines) + "\n"
 
 
+def shown_settings(config: GatewayConfig) -> dict[str, object]:
+    """Every setting as it may be shown or logged: URL passwords and secret settings as ***."""
+    return {s.name: _shown(config, s.name) for s in settings()}
+
+
 def to_json(config: GatewayConfig) -> str:
-    return json.dumps({s.name: _shown(config, s.name) for s in settings()}, indent=2) + "\n"
+    return json.dumps(shown_settings(config), indent=2) + "\n"
 
 
 _TYPES = {bool: "boolean", int: "integer", str: "string"}

@@ -47,6 +47,7 @@ EXIT_GAVE_UP = 75  # EX_TEMPFAIL: stopped with a batch not stored (and so not ac
 _RETRY_MAX_S = 10.0
 _RELEASE_MEMORY_EVERY_S = 5.0
 _API_SETTINGS = {"readonly": 1, "max_execution_time": 30}
+_PUBLIC_ROUTES = frozenset({"/metrics", "/healthz", "/readyz"})  # Prometheus and probes; the rest is /api
 T = TypeVar("T")
 
 
@@ -105,7 +106,9 @@ class Gateway:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.source = MqttSource(self._mqtt_settings(), self._metrics, loop)
-        self.http = HttpServer(self.config.http_host, self.config.http_port, self._routes(), self.config.api_token)
+        self.http = HttpServer(
+            self.config.http_host, self.config.http_port, self._routes(), _PUBLIC_ROUTES, self.config.api_token
+        )
         await self.http.start()
         self.source.start()
         log.info("gateway up: http %s:%d, store %s", self.config.http_host, self.http.port, redact(self._store.dsn))

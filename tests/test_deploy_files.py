@@ -87,7 +87,7 @@ def test_compose_gateway_config_passes_check_and_matches_the_other_services(comp
     # Off loopback the gateway refuses to start without an /api token; compose requires the user to set one.
     assert "api_token" in _config_check(path).stderr
     assert gateway["environment"]["VI_API_TOKEN"].startswith("${VI_API_TOKEN:?")
-    result = _config_check(path, {"VI_API_TOKEN": "a-token"})
+    result = _config_check(path, {"VI_API_TOKEN": "compose-test-token-0123"})
     assert result.returncode == 0, result.stderr
     effective = tomllib.loads(result.stdout)
     store = urlsplit(tomllib.loads(path.read_text())["store"]["store"])
