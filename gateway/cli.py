@@ -11,8 +11,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.config import env_name
 from gateway.logs import add_log_flags, configure_logging, default_format
@@ -20,6 +21,7 @@ from vehicle_ingest.errors import ConfigError, VehicleIngestError
 
 __all__ = ["main"]
 
+T = TypeVar("T")
 log = logging.getLogger("vehicle_ingest")
 
 
@@ -119,6 +121,21 @@ def _http_json(url: str, body: bytes | None = None) -> Any:
         raise
 
 
+def _api(args: argparse.Namespace, path: str, body: bytes | None = None) -> Any:
+    """Ask the running gateway at --gateway."""
+    return _http_json(args.gateway.rstrip("/") + path, body)
+
+
+def _in_store(dsn: str, work: Callable[[Any], T]) -> T:
+    """Open the store, bring its schema up to date, do `work` with it, close it."""
+    store = _open_store(dsn)
+    try:
+        store.migrate()
+        return work(store)
+    finally:
+        store.close()
+
+
 def _open_store(dsn: str) -> Any:
     from vehicle_ingest.errors import StoreError
     from vehicle_ingest.storage import Store
@@ -135,21 +152,14 @@ def _open_store(dsn: str) -> Any:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    if args.gateway:
-        print(json.dumps(_http_json(args.gateway.rstrip("/") + "/api/stats")))
-        return 0
-    store = _open_store(args.store)
-    try:
-        store.migrate()
-        print(json.dumps(store.stats()))
-    finally:
-        store.close()
+    stats = _api(args, "/api/stats") if args.gateway else _in_store(args.store, lambda store: store.stats())
+    print(json.dumps(stats))
     return 0
 
 
 def _sql(args: argparse.Namespace) -> int:
     if args.gateway:
-        result = _http_json(args.gateway.rstrip("/") + "/api/sql", args.query.encode())
+        result = _api(args, "/api/sql", args.query.encode())
         names, rows = result["columns"], result["rows"]
     else:
         store = _open_store(args.store)
@@ -173,23 +183,19 @@ def _tag_cycle(store: Any) -> Any:
 def _tags(args: argparse.Namespace) -> int:
     now_ms = time.time_ns() // 1_000_000 if args.as_of_ms is None else args.as_of_ms
     if args.gateway:
-        base = args.gateway.rstrip("/")
         body = json.dumps({"as_of_ms": now_ms}).encode()
-        result = _http_json(base + ("/api/tags/show" if args.show else "/api/tags/run"), body)
-        print(json.dumps(result))
+        print(json.dumps(_api(args, "/api/tags/show" if args.show else "/api/tags/run", body)))
         return 0
-    store = _open_store(args.store)
-    try:
-        store.migrate()
+
+    def show_or_run(store: Any) -> Any:
         cycle = _tag_cycle(store)
         if args.show:
-            print(json.dumps(cycle.show(now_ms)))
-            return 0
+            return cycle.show(now_ms)
         report = cycle.run(now_ms)
         report["delivered"] = asyncio.run(_deliver_once(store, args.cdp))
-        print(json.dumps(report))
-    finally:
-        store.close()
+        return report
+
+    print(json.dumps(_in_store(args.store, show_or_run)))
     return 0
 
 
@@ -213,14 +219,9 @@ def _owners(args: argparse.Namespace) -> int:
 
     rows = read_registry(Path(args.file))
     if args.gateway:
-        print(json.dumps(_http_json(args.gateway.rstrip("/") + "/api/owners", Path(args.file).read_bytes())))
+        print(json.dumps(_api(args, "/api/owners", Path(args.file).read_bytes())))
         return 0
-    store = _open_store(args.store)
-    try:
-        store.migrate()
-        print(json.dumps({"loaded": save_registry(store, rows)}))
-    finally:
-        store.close()
+    print(json.dumps({"loaded": _in_store(args.store, lambda store: save_registry(store, rows))}))
     return 0
 
 
@@ -229,15 +230,9 @@ def _erase(args: argparse.Namespace) -> int:
 
     target = ErasureTarget(owner=args.owner or "", vin=args.vin or "")
     if args.gateway:
-        body = json.dumps({"owner": target.owner, "vin": target.vin}).encode()
-        print(json.dumps(_http_json(args.gateway.rstrip("/") + "/api/erase", body)))
+        print(json.dumps(_api(args, "/api/erase", json.dumps({"owner": target.owner, "vin": target.vin}).encode())))
         return 0
-    store = _open_store(args.store)
-    try:
-        store.migrate()
-        print(json.dumps({"erased": erase(store, target)}))
-    finally:
-        store.close()
+    print(json.dumps({"erased": _in_store(args.store, lambda store: erase(store, target))}))
     return 0
 
 

@@ -28,6 +28,7 @@ class GatewayProcess:
 
     def __init__(self, mqtt_url: str, store: str, http_port: int, log_path: Path, *extra: str) -> None:
         self.http_port = http_port
+        self.mqtt_url = mqtt_url
         self.url = f"http://127.0.0.1:{http_port}"
         cmd = [
             sys.executable,

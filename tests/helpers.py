@@ -6,10 +6,13 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from gateway.broker import Mosquitto, free_port
 from gateway.demo import GatewayProcess
 from simulators.fleet import SimMessage
 from vehicle_ingest.catalog import load_signal_catalog
@@ -17,6 +20,16 @@ from vehicle_ingest.codec import SignalBlock, encode_signals
 
 SIGNALS = load_signal_catalog()
 SPEED = SIGNALS.by_path("Vehicle.Speed")
+
+
+@contextmanager
+def gateway_with_broker(work: Path, *extra: str) -> Iterator[GatewayProcess]:
+    """A mosquitto and a ready gateway (flags `extra`) on an embedded store under `work`; it must stop cleanly."""
+    with Mosquitto.running(work / "broker") as broker:
+        gw = GatewayProcess(broker.url, f"chdb://{work / 'store'}", free_port(), work / "gateway.log", *extra)
+        gw.wait_ready()
+        yield gw
+        assert gw.stop() == 0
 
 
 def metric(gw: GatewayProcess, name: str) -> float:

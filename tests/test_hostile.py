@@ -23,11 +23,10 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-from gateway.broker import Mosquitto, free_port
 from gateway.demo import GatewayProcess
 from simulators.fleet import SimMessage
 from simulators.publisher import publish
-from tests.helpers import now_ms, raw_message, speed_message
+from tests.helpers import gateway_with_broker, now_ms, raw_message, speed_message
 from vehicle_ingest.codec import decode
 from vehicle_ingest.validate import parse_topics
 
@@ -39,25 +38,17 @@ BASE = now_ms() - 60_000
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory) -> Iterator[GatewayProcess]:
-    work: Path = tmp_path_factory.mktemp("hostile")
-    with Mosquitto.running(work / "broker") as broker:
-        gw = GatewayProcess(
-            broker.url,
-            f"chdb://{work / 'store'}",
-            free_port(),
-            work / "gateway.log",
-            "--max-payload-bytes",
-            str(MAX_PAYLOAD),
-            # A small unacked window: a flood must be throttled by the broker, not buffered by us.
-            "--receive-max",
-            "200",
-            "--batch-max-messages",
-            "200",
-        )
-        gw.broker_url = broker.url  # type: ignore[attr-defined]
-        gw.wait_ready()
+    with gateway_with_broker(
+        tmp_path_factory.mktemp("hostile"),
+        "--max-payload-bytes",
+        str(MAX_PAYLOAD),
+        # A small unacked window: a flood must be throttled by the broker, not buffered by us.
+        "--receive-max",
+        "200",
+        "--batch-max-messages",
+        "200",
+    ) as gw:
         yield gw
-        assert gw.stop() == 0
 
 
 # --- hostile payloads, built by hand (msgpack-python refuses to write most of them)
@@ -147,7 +138,7 @@ def test_every_class_rejected_with_its_reason_between_valid_messages(gateway):
         stream += [speed_message(vin, 100), bad, speed_message(vin, 101)]
         expected[bad.topic] = reason
     before = _metrics(gateway)
-    assert publish(stream, gateway.broker_url).messages == len(stream)
+    assert publish(stream, gateway.mqtt_url).messages == len(stream)
 
     def letters() -> dict[str, str]:
         rows = gateway.sql("SELECT topic, reason FROM dead_letters FINAL WHERE topic LIKE 'vi/v1/SMXH0ST%'")
@@ -179,7 +170,7 @@ def _flood(gateway: GatewayProcess, vin: str, round_no: int, bombs: int) -> None
         stream.append(raw_message(f"vi/v1/{vin}/signals", body))
         if i % 30 == 29:
             stream.append(speed_message(vin, 1000 * round_no + i))
-    assert publish(stream, gateway.broker_url, inflight=100).messages == len(stream)
+    assert publish(stream, gateway.mqtt_url, inflight=100).messages == len(stream)
     done = bombs * (round_no + 1)
     _wait(lambda: gateway.sql(f"SELECT count() FROM dead_letters FINAL WHERE vin = '{vin}'") == [[done]], 180)
     valid = (bombs // 30) * (round_no + 1)
@@ -208,9 +199,9 @@ def test_duplicated_regressing_and_reused_sequence_numbers(gateway):
     dup = raw_message(first.topic, first.payload)  # the same bytes again: a redelivery or a replay
     reused = speed_message(vin, 50, n=3)  # same identity (vin, 50), other content
     before = _metrics(gateway)
-    publish([first, dup, older, dup], gateway.broker_url)
+    publish([first, dup, older, dup], gateway.mqtt_url)
     _wait(lambda: gateway.sql(f"SELECT count(DISTINCT seq) FROM signals WHERE vin = '{vin}'") == [[2]])
-    publish([reused], gateway.broker_url)
+    publish([reused], gateway.mqtt_url)
     label = '{reason="seq_reused"}'
     seen = _counter(before, "messages_rejected", label)
     _wait(lambda: _counter(_metrics(gateway), "messages_rejected", label) > seen)
@@ -229,7 +220,7 @@ def test_identity_rejections_have_their_own_metric(gateway):
     before = _metrics(gateway)
     bad_vin = speed_message("SMXIIIIIIIIIIIIII", 1)  # I is not a VIN letter
     forged = speed_message("SMXF0RGEDVEH00001", 1, topic_vin="SMXVICTIMVEH00001")
-    publish([bad_vin, forged], gateway.broker_url)
+    publish([bad_vin, forged], gateway.mqtt_url)
     label_invalid, label_mismatch = '{kind="invalid_vin"}', '{kind="vin_mismatch"}'
     _wait(lambda: _counter(_metrics(gateway), "identity_violations", label_mismatch) > 0)
     after = _metrics(gateway)
@@ -249,7 +240,7 @@ def test_overlong_topics_are_bad_topics(gateway):
         f"vi/v1/{vin}/signals{'x' * 60_000}",  # ~60 kB, near MQTT's 65535-byte topic limit
         f"vi/v1/{vin[:10]}\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9\u00e9/signals",  # 17 characters, not ASCII
     ]
-    publish([raw_message(t, payload) for t in topics] + [speed_message(vin, 2)], gateway.broker_url)
+    publish([raw_message(t, payload) for t in topics] + [speed_message(vin, 2)], gateway.mqtt_url)
 
     def letters() -> list[list[str]]:
         return gateway.sql(f"SELECT topic, reason FROM dead_letters FINAL WHERE topic LIKE 'vi/v1/{vin[:10]}%'")
@@ -268,7 +259,7 @@ def test_non_utf8_topic_is_refused_by_the_broker(gateway):
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="non-utf8", protocol=mqtt.MQTTv5)
     reasons: list[str] = []
     client.on_disconnect = lambda _c, _u, _f, rc, _p: (reasons.append(str(rc)), disconnected.set())
-    host_port = gateway.broker_url.removeprefix("mqtt://").split(":")
+    host_port = gateway.mqtt_url.removeprefix("mqtt://").split(":")
     client.connect(host_port[0], int(host_port[1]))
     client.loop_start()
     try:
@@ -281,7 +272,7 @@ def test_non_utf8_topic_is_refused_by_the_broker(gateway):
         assert reasons == ["Malformed packet"]
     finally:
         client.loop_stop()
-    publish([speed_message(vin, 2)], gateway.broker_url)  # the gateway is fine and still receiving
+    publish([speed_message(vin, 2)], gateway.mqtt_url)  # the gateway is fine and still receiving
     _wait(lambda: gateway.sql(f"SELECT count(DISTINCT seq) FROM signals WHERE vin = '{vin}'") == [[1]])
     assert gateway.sql(f"SELECT seq FROM signals WHERE vin = '{vin}' GROUP BY seq") == [[2]]
     assert _counter(_metrics(gateway), "messages_received") == received_before + 1

@@ -5,16 +5,14 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from gateway.broker import Mosquitto, free_port
 from gateway.demo import GatewayProcess
 from simulators.fleet import SimMessage
 from simulators.publisher import publish
-from tests.helpers import now_ms, raw_message, speed_message
+from tests.helpers import gateway_with_broker, now_ms, raw_message, speed_message
 from vehicle_ingest.codec import encode_events
 
 pytestmark = pytest.mark.integration
@@ -24,24 +22,16 @@ MAX_PAYLOAD = 4096
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory) -> Iterator[GatewayProcess]:
-    work: Path = tmp_path_factory.mktemp("rejections")
-    with Mosquitto.running(work / "broker") as broker:
-        gw = GatewayProcess(
-            broker.url,
-            f"chdb://{work / 'store'}",
-            free_port(),
-            work / "gateway.log",
-            "--max-payload-bytes",
-            str(MAX_PAYLOAD),
-            "--max-past-s",
-            "86400",
-            "--max-future-s",
-            "60",
-        )
-        gw.broker_url = broker.url  # type: ignore[attr-defined]
-        gw.wait_ready()
+    with gateway_with_broker(
+        tmp_path_factory.mktemp("rejections"),
+        "--max-payload-bytes",
+        str(MAX_PAYLOAD),
+        "--max-past-s",
+        "86400",
+        "--max-future-s",
+        "60",
+    ) as gw:
         yield gw
-        assert gw.stop() == 0
 
 
 def _with_version(payload: bytes, version: int) -> bytes:
@@ -87,7 +77,7 @@ def test_rejected_with_reason_and_stream_keeps_flowing(gateway, case):
     good_before = [speed_message(vin, seq) for seq in (1, 2)]
     good_after = [speed_message(vin, seq) for seq in (3, 4)]
     bad = BAD[case](vin)
-    totals = publish([*good_before, bad, *good_after], gateway.broker_url)
+    totals = publish([*good_before, bad, *good_after], gateway.mqtt_url)
     assert totals.messages == 5
 
     deadline = time.monotonic() + 20

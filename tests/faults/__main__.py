@@ -37,10 +37,10 @@ def summary(tally: _Tally) -> str:
     passed = len(tally.passed - tally.failed)
     lost = sum(v.lost for v in tally.verdicts)
     duplicated = sum(v.duplicated + v.wrong for v in tally.verdicts)
-    broker_lost = sum(v.broker_lost for v in tally.verdicts)
     unsaved = sum(v.broker_unsaved for v in tally.verdicts)
-    causes = f"{unsaved} acked after its last save before a kill -9, {broker_lost - unsaved} routed to no one"
-    broker = f" (plus {broker_lost} lost by mosquitto itself: {causes})" if broker_lost else ""
+    unrouted = sum(v.broker_unrouted for v in tally.verdicts)
+    causes = f"{unsaved} acked after its last save before a kill -9, {unrouted} routed to no one"
+    broker = f" (plus {unsaved + unrouted} lost by mosquitto itself: {causes})" if unsaved + unrouted else ""
     return (
         f"faults: {passed + failed} scenarios, {passed} passed, {failed} failed; "
         f"messages lost {lost}, duplicated {duplicated}{broker}"

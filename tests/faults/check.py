@@ -29,7 +29,6 @@ class Verdict:
     duplicated: int  # stored more than once (in one store, or across stores)
     wrong: int  # stored once but with other samples or values than sent
     unacked_stored: int = 0  # stored although the PUBACK never reached the publisher (allowed)
-    broker_lost: int = 0  # acked, not stored, lost by the broker itself (the two causes below); reported apart
     broker_unsaved: int = 0  # PUBACKed after the broker's last save before a kill -9
     broker_unrouted: int = 0  # PUBACKed with "no matching subscribers": the broker had lost our session
     samples_expected: int = 0
@@ -39,6 +38,11 @@ class Verdict:
     lost_keys: list[tuple[str, int]] = field(default_factory=list, repr=False)  # ours, once blame_broker ran
     lost_acked_at: dict[tuple[str, int], float] = field(default_factory=dict, repr=False)
     notes: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def broker_lost(self) -> int:
+        """Acked, not stored, lost by the broker itself (both causes); reported apart from `lost`."""
+        return self.broker_unsaved + self.broker_unrouted
 
     @property
     def exact(self) -> bool:
@@ -63,7 +67,6 @@ class Verdict:
             k for k in self.lost_keys if acked[k].routed and any(lo <= acked[k].acked_at <= hi for lo, hi in windows)
         ]
         self.broker_unsaved, self.broker_unrouted = len(unsaved), len(unrouted)
-        self.broker_lost = len(unrouted) + len(unsaved)
         self.lost -= self.broker_lost
         blamed = set(unrouted) | set(unsaved)
         self.lost_keys = [k for k in self.lost_keys if k not in blamed]
