@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from gateway.config import env_name
 from gateway.logs import add_log_flags, configure_logging, default_format
-from vehicle_ingest.errors import ConfigError, VehicleIngestError
+from vehicle_ingest.errors import ConfigError, QueryRefusedError, VehicleIngestError
 
 __all__ = ["main"]
 
@@ -108,17 +108,33 @@ def _distinct_totals(messages: list) -> dict:
     }
 
 
+class GatewayError(VehicleIngestError):
+    """The gateway answered an /api request with an error; `status` is its HTTP status."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
 def _http_json(url: str, body: bytes | None = None) -> Any:
     request = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
     if token := os.environ.get(env_name("api_token")):  # the gateway's /api needs it unless on loopback
         request.add_unredirected_header("Authorization", f"Bearer {token}")  # not sent on to a redirect
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=120) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         if exc.code == 401:
             raise ConfigError("api_token", f"{url} refused the request: set {env_name('api_token')}") from exc
-        raise
+        raise GatewayError(exc.code, f"{url}: {exc.code}: {_reason_of(exc.read())}") from exc
+
+
+def _reason_of(body: bytes) -> str:
+    """The `error` of a JSON answer, else the body's first line: what the gateway said, in one line."""
+    try:
+        return str(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError):
+        return body.decode("utf-8", "replace").strip().splitlines()[0][:500] if body.strip() else "no reason given"
 
 
 def _api(args: argparse.Namespace, path: str, body: bytes | None = None) -> Any:
@@ -151,9 +167,34 @@ def _open_store(dsn: str) -> Any:
         raise
 
 
+def _reading(args: argparse.Namespace, work: Callable[[Any], T]) -> T:
+    """`work` on one read-only session with the gateway's query limits (`query_*` settings, env VI_QUERY_*)."""
+    from gateway.config import resolve
+    from gateway.service import query_limits
+    from vehicle_ingest.reads import ReadSession
+
+    limits = query_limits(resolve(argparse.Namespace()))
+    session = ReadSession(_existing_store(args.store), limits)
+    try:
+        return work(session)
+    finally:
+        session.close()
+
+
+def _existing_store(dsn: str) -> str:
+    """A read never creates a store: an embedded path must hold one already."""
+    if dsn.startswith("chdb://"):
+        path = Path(dsn.removeprefix("chdb://")).resolve()
+        if not path.is_dir():
+            raise ConfigError("store", f"no store at {path}: give --store chdb:///path/of/the/store")
+        return f"chdb://{path}"
+    return dsn
+
+
 def _stats(args: argparse.Namespace) -> int:
-    stats = _api(args, "/api/stats") if args.gateway else _in_store(args.store, lambda store: store.stats())
-    print(json.dumps(stats))
+    from vehicle_ingest.storage import fleet_stats
+
+    print(json.dumps(_api(args, "/api/stats") if args.gateway else _reading(args, fleet_stats)))
     return 0
 
 
@@ -162,11 +203,8 @@ def _sql(args: argparse.Namespace) -> int:
         result = _api(args, "/api/sql", args.query.encode())
         names, rows = result["columns"], result["rows"]
     else:
-        store = _open_store(args.store)
-        try:
-            names, rows = store.query(args.query)
-        finally:
-            store.close()
+        answer = _reading(args, lambda session: session.run(args.query))
+        names, rows = answer.columns, answer.rows
     print("\t".join(names))
     for row in rows:
         print("\t".join(str(v) for v in row))
@@ -343,9 +381,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         configure_logging(args.log_level, fmt)
         return args.func(args)
-    except ConfigError as exc:
+    except (ConfigError, QueryRefusedError) as exc:
         _report(exc, fmt)
         return 2
+    except GatewayError as exc:
+        _report(exc, fmt)
+        return 2 if exc.status == 400 else 1
     except VehicleIngestError as exc:
         _report(exc, fmt)
         return 1

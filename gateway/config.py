@@ -49,6 +49,7 @@ GROUPS = {
     "mqtt": "MQTT broker, session and flow control",
     "store": "ClickHouse store",
     "http": "HTTP server (/metrics, /healthz, /readyz, /api)",
+    "query": "Analyst queries (/api/sql, `sql`, `stats`, `report`): read-only sessions with limits",
     "batch": "Batching: one insert (and one ack round) per batch",
     "limits": "Input limits and timeouts",
     "tags": "Feature jobs and tag engine",
@@ -111,6 +112,51 @@ class GatewayConfig:
         " /metrics, /healthz and /readyz stay open for Prometheus and probes. Required when `http_host` is not a"
         " loopback address: /api reads raw data and erases it. Prefer the environment over a file or flag.",
     )
+    http_max_connections: int = _setting(
+        128,
+        "http",
+        "Open connections at most. A connection over the cap closes the oldest one with no request in progress,"
+        " so idle or half-open connections cannot lock out probes and scrapes.",
+    )
+    http_max_headers: int = _setting(64, "http", "Header lines per request at most (more: 400).")
+    http_max_header_bytes: int = _setting(
+        8190, "http", "Bytes of the request line and of each header line at most (more: 400)."
+    )
+    http_max_body_bytes: int = _setting(
+        8 * 1024 * 1024, "http", "Request body bytes at most (more: 413), e.g. an owner registry upload."
+    )
+    http_idle_timeout_s: int = _setting(
+        10,
+        "http",
+        "A connection that has not sent a complete request head this long after it opened, or after its last"
+        " response, is closed (slow or silent clients).",
+    )
+    http_body_timeout_s: int = _setting(
+        30, "http", "Seconds to receive a request's body once its head arrived (else 408)."
+    )
+    query_store: str = _setting(
+        "",
+        "query",
+        "Store DSN for reads. Empty: `store`, on separate read-only sessions. On a ClickHouse server, a read-only"
+        " user with a settings profile (schemas/clickhouse/security/read_role.sql).",
+    )
+    query_max_memory_bytes: int = _setting(
+        1024**3, "query", "Memory one query may use (ClickHouse `max_memory_usage`); over it the query fails."
+    )
+    query_max_execution_s: int = _setting(
+        30, "query", "Seconds one query may run (`max_execution_time`); over it the query fails."
+    )
+    query_max_result_rows: int = _setting(
+        100_000, "query", "Rows one result may have (`max_result_rows`); over it the query fails: add LIMIT."
+    )
+    query_max_result_bytes: int = _setting(
+        64 * 1024 * 1024, "query", "Bytes one result may have (`max_result_bytes`); over it the query fails."
+    )
+    query_max_threads: int = _setting(
+        1, "query", "Threads one query may use (`max_threads`): the rest of the CPU stays with ingestion."
+    )
+    query_max_concurrent: int = _setting(2, "query", "Queries at once; one more is answered 503 at once (no queue).")
+    query_max_bytes: int = _setting(64 * 1024, "query", "Length of a query's text at most, in bytes.")
     client_id: str = _setting(
         "vehicle-ingest-gateway",
         "mqtt",
@@ -201,6 +247,19 @@ def _range_problems(c: GatewayConfig) -> list[ConfigError]:
         "max_past_s",
         "max_future_s",
         "location_retention_days",
+        "http_max_connections",
+        "http_max_headers",
+        "http_max_header_bytes",
+        "http_max_body_bytes",
+        "http_idle_timeout_s",
+        "http_body_timeout_s",
+        "query_max_memory_bytes",
+        "query_max_execution_s",
+        "query_max_result_rows",
+        "query_max_result_bytes",
+        "query_max_threads",
+        "query_max_concurrent",
+        "query_max_bytes",
     )
     errors = [ConfigError(k, f"must be > 0, got {getattr(c, k)}") for k in positive if getattr(c, k) <= 0]
     if not 1 <= c.workers <= _MAX_WORKERS:
@@ -230,8 +289,12 @@ def _batch_problems(c: GatewayConfig) -> list[ConfigError]:
 
 def _address_problems(c: GatewayConfig) -> list[ConfigError]:
     errors = []
-    if not c.store.startswith(("chdb://", "http://", "https://")):
-        errors.append(ConfigError("store", f"{c.store!r}: use chdb:///path or http(s)://host:port"))
+    for key in ("store", "query_store"):
+        dsn = getattr(c, key)
+        if (dsn or key == "store") and not dsn.startswith(("chdb://", "http://", "https://")):
+            errors.append(ConfigError(key, f"{dsn!r}: use chdb:///path or http(s)://host:port"))
+    if c.query_store.startswith("chdb://") and c.query_store != c.store:
+        errors.append(ConfigError("query_store", "an embedded store is read through `store` itself: leave it empty"))
     errors += _mqtt_url_problems(c.mqtt_url)
     errors += _tls_problems(c)
     if any(ch in c.share_group for ch in "/+#"):

@@ -1,8 +1,12 @@
 """The gateway's one HTTP port: /metrics, /healthz, /readyz, and the CLI's /api routes (token-protected).
 
-A deliberately small HTTP/1.1 responder on asyncio streams: the gateway
-serves a handful of GET/POST routes to Prometheus and to its own CLI, and
-needs no framework for that.
+aiohttp's low-level server parses HTTP and enforces the size limits (request line and header
+length, header count); this module adds what it lacks for a port that shares its process with
+ingestion: a connection cap that evicts the oldest idle connection (so a flood of half-open
+connections cannot lock probes out), a body size and a body read deadline, and the guard on
+every route outside `public`, applied before a body is read. Every limit is a gateway setting
+(`http_*`, docs/CONFIG.md). aiohttp's keep-alive timer starts when a connection opens and closes
+one that has not sent a complete request head in `idle_timeout_s`: the slowloris defence.
 """
 
 from __future__ import annotations
@@ -13,24 +17,17 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from gateway.config import is_loopback
+from vehicle_ingest.errors import ConfigError, QueryBusyError, QueryError, StoreError
 
-__all__ = ["HttpServer", "Response"]
+__all__ = ["HttpLimits", "HttpServer", "Response"]
 
 log = logging.getLogger(__name__)
-
-_MAX_BODY = 1 << 20
-_REASONS = {
-    200: "OK",
-    400: "Bad Request",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "Not Found",
-    413: "Payload Too Large",
-    500: "Internal Server Error",
-    503: "Service Unavailable",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +42,42 @@ class Response:
 
 
 Handler = Callable[[bytes], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class HttpLimits:
+    max_connections: int = 128
+    max_headers: int = 64
+    max_header_bytes: int = 8190  # the request line and each header line
+    max_body_bytes: int = 8 << 20
+    idle_timeout_s: float = 10.0  # to send a request head, on a new or a kept-alive connection
+    body_timeout_s: float = 30.0
+
+
+class _CappedServer(web.Server):
+    """aiohttp's server with a connection cap: over it, the oldest connection without a request in progress goes."""
+
+    def __init__(self, handler: Any, *, max_connections: int, on_evict: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(handler, **kwargs)
+        self._cap = max_connections
+        self._on_evict = on_evict
+        self._live: dict[RequestHandler, None] = {}  # insertion order = age
+        self.busy: set[RequestHandler] = set()
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        self._live[handler] = None
+        if len(self._live) <= self._cap:
+            return
+        # A new connection is usually a probe or a real client; an old idle one is a waste or an attack.
+        victim = next((h for h in self._live if h not in self.busy and h is not handler), handler)
+        del self._live[victim]
+        self._on_evict()
+        asyncio.get_running_loop().call_soon(victim.force_close)  # after aiohttp finished setting it up
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        self._live.pop(handler, None)
+        super().connection_lost(handler, exc)
 
 
 class HttpServer:
@@ -62,75 +95,109 @@ class HttpServer:
         routes: dict[tuple[str, str], Handler],
         public: frozenset[str] = frozenset(),
         api_token: str = "",
+        limits: HttpLimits | None = None,
+        on_evict: Callable[[], None] = lambda: None,
     ) -> None:
         self._host, self._port, self._routes, self._public = host, port, routes, public
         self._api_authorization = f"Bearer {api_token}".encode() if api_token else b""
-        self._server: asyncio.Server | None = None
+        self._limits = limits or HttpLimits()
+        self._on_evict = on_evict
+        self._runner: web.ServerRunner | None = None
+        self._site: web.TCPSite | None = None
+        self._server: _CappedServer | None = None
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return self._server.sockets[0].getsockname()[1]
+        assert self._site is not None
+        return self._site.port
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self._host, self._port)
+        limits = self._limits
+        self._server = _CappedServer(
+            self._handle,
+            max_connections=limits.max_connections,
+            on_evict=self._on_evict,
+            keepalive_timeout=limits.idle_timeout_s,
+            max_line_size=limits.max_header_bytes,
+            max_field_size=limits.max_header_bytes,
+            max_headers=limits.max_headers,
+            access_log=None,
+        )
+        self._runner = web.ServerRunner(self._server, shutdown_timeout=1.0)
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, self._host, self._port, shutdown_timeout=1.0)
+        await self._site.start()
 
     async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        if self._runner is not None:
+            await self._runner.cleanup()
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        assert self._server is not None
+        self._server.busy.add(request.protocol)
         try:
-            response = await self._respond(reader)
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
-            response = Response(400, f"bad request: {exc}\n".encode())
-        head = (
-            f"HTTP/1.1 {response.status} {_REASONS.get(response.status, 'Error')}\r\n"
-            f"Content-Type: {response.content_type}\r\nContent-Length: {len(response.body)}\r\n"
-            "Connection: close\r\n\r\n"
-        )
-        try:
-            writer.write(head.encode() + response.body)
-            await writer.drain()
+            response = await self._respond(request)
         finally:
-            writer.close()
+            self._server.busy.discard(request.protocol)
+        return web.Response(status=response.status, body=response.body, headers={"Content-Type": response.content_type})
 
-    def _refusal(self, headers: dict[str, str]) -> Response | None:
-        if self._api_authorization:
-            sent = headers.get("authorization", "").encode("latin-1")
-            if hmac.compare_digest(sent, self._api_authorization):
-                return None
-            return Response(401, b"unauthorized: send Authorization: Bearer <api_token>\n")
-        if "origin" in headers:
-            return Response(403, b"forbidden: cross-origin request\n")
-        if not is_loopback(_host_of(headers.get("host", ""))):
-            return Response(403, b"forbidden: Host is not a loopback address\n")
-        return None
-
-    async def _respond(self, reader: asyncio.StreamReader) -> Response:
-        request_line = (await reader.readuntil(b"\r\n")).decode("latin-1").split()
-        if len(request_line) != 3:
-            raise ValueError("malformed request line")
-        headers = {}
-        while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        method, path = request_line[0], request_line[1].split("?")[0]
-        if path not in self._public and (refusal := self._refusal(headers)):
+    async def _respond(self, request: web.BaseRequest) -> Response:
+        path = request.path
+        if path not in self._public and (refusal := self._refusal(request)):
             return refusal
-        length = int(headers.get("content-length", "0"))
-        if length > _MAX_BODY:
-            return Response(413, b"body too large\n")
-        body = await reader.readexactly(length) if length else b""
-        handler = self._routes.get((method, path))
+        handler = self._routes.get((request.method, path))
         if handler is None:
-            return Response(404, b"not found\n")
+            known = any(p == path for _, p in self._routes)
+            return Response(405 if known else 404, b"method not allowed\n" if known else b"not found\n")
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
         try:
             return await handler(body)
         except Exception as exc:
-            log.exception("handler %s %s failed", method, path)
-            return Response.json(500, {"error": str(exc)})
+            return _error_response(request, exc)
+
+    async def _body(self, request: web.BaseRequest) -> bytes | Response:
+        limit = self._limits.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return Response(413, f"body larger than {limit} bytes (http_max_body_bytes)\n".encode())
+        chunks, size = [], 0
+        try:
+            async with asyncio.timeout(self._limits.body_timeout_s):
+                while chunk := await request.content.read(65536):
+                    size += len(chunk)
+                    if size > limit:
+                        return Response(413, f"body larger than {limit} bytes (http_max_body_bytes)\n".encode())
+                    chunks.append(chunk)
+        except TimeoutError:
+            return Response(408, b"body not received within http_body_timeout_s\n")
+        return b"".join(chunks)
+
+    def _refusal(self, request: web.BaseRequest) -> Response | None:
+        headers = request.headers
+        if self._api_authorization:
+            sent = headers.get("Authorization", "").encode("latin-1", "replace")
+            if hmac.compare_digest(sent, self._api_authorization):
+                return None
+            return Response(401, b"unauthorized: send Authorization: Bearer <api_token>\n")
+        if "Origin" in headers:
+            return Response(403, b"forbidden: cross-origin request\n")
+        if not is_loopback(_host_of(headers.get("Host", ""))):
+            return Response(403, b"forbidden: Host is not a loopback address\n")
+        return None
+
+
+def _error_response(request: web.BaseRequest, exc: Exception) -> Response:
+    """A route's failure as a status and one JSON line the CLI prints as is."""
+    if isinstance(exc, QueryBusyError):
+        return Response.json(503, {"error": str(exc)})
+    if isinstance(exc, QueryError | ConfigError | ValueError):  # ValueError: bad JSON or UTF-8 in the body
+        return Response.json(400, {"error": str(exc)})
+    if isinstance(exc, StoreError):
+        log.warning("%s %s: store unavailable: %s", request.method, request.path, exc)
+        return Response.json(503, {"error": f"store unavailable: {exc}"})
+    log.exception("%s %s failed", request.method, request.path)
+    return Response.json(500, {"error": f"{type(exc).__name__}: {exc}"})
 
 
 def _host_of(host_header: str) -> str:

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from gateway.config import GatewayConfig
 from gateway.config_render import redact
-from gateway.http import HttpServer, Response
+from gateway.http import HttpLimits, HttpServer, Response
 from gateway.mqtt_source import Delivery, MqttSettings, MqttSource
 from vehicle_ingest.can.models import CanDecoder, default_models_path
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
@@ -34,7 +34,8 @@ from vehicle_ingest.ingest import Ingestor, IngestOutcome, IngestPolicy
 from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.owners import parse_registry, save_registry
 from vehicle_ingest.privacy import ErasureTarget, erase, set_location_retention
-from vehicle_ingest.storage import Store
+from vehicle_ingest.reads import QueryLimits, ReadPool, ReadSession
+from vehicle_ingest.storage import Store, fleet_stats
 from vehicle_ingest.tags import TagCycle, load_tag_definitions
 from vehicle_ingest.tags.engine import EMIT_CHUNK
 from vehicle_ingest.validate import SkewPolicy
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 EXIT_GAVE_UP = 75  # EX_TEMPFAIL: stopped with a batch not stored (and so not acked)
 _RETRY_MAX_S = 10.0
 _RELEASE_MEMORY_EVERY_S = 5.0
-_API_SETTINGS = {"readonly": 1, "max_execution_time": 30}
 _PUBLIC_ROUTES = frozenset({"/metrics", "/healthz", "/readyz"})  # Prometheus and probes; the rest is /api
 T = TypeVar("T")
 
@@ -77,6 +77,9 @@ class Gateway:
         self._metrics = Metrics.create(registry)
         self._metrics.receive_max.set(config.receive_max)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        # Reads have their own sessions and threads: a query never waits for, nor holds up, the store thread.
+        self._reads = ReadPool(config.query_store or store.dsn, query_limits(config))
+        self._read_executor = ThreadPoolExecutor(max_workers=config.query_max_concurrent, thread_name_prefix="read")
         policy = IngestPolicy(
             max_payload_bytes=config.max_payload_bytes,
             skew=SkewPolicy(config.max_past_s * 1000, config.max_future_s * 1000),
@@ -89,7 +92,7 @@ class Gateway:
         self._tag_lock = asyncio.Lock()
         self._store_ok = True
         self._last_progress = time.monotonic()
-        self._last_release = time.monotonic()
+        self._memory_used = False  # set by batches and reads; the memory task hands freed pages back
         self.exit_code = 0
         self.source: MqttSource | None = None
         self.http: HttpServer | None = None
@@ -107,7 +110,13 @@ class Gateway:
         loop = asyncio.get_running_loop()
         self.source = MqttSource(self._mqtt_settings(), self._metrics, loop)
         self.http = HttpServer(
-            self.config.http_host, self.config.http_port, self._routes(), _PUBLIC_ROUTES, self.config.api_token
+            self.config.http_host,
+            self.config.http_port,
+            self._routes(),
+            _PUBLIC_ROUTES,
+            self.config.api_token,
+            http_limits(self.config),
+            on_evict=self._metrics.http_evictions.inc,
         )
         await self.http.start()
         self.source.start()
@@ -115,6 +124,7 @@ class Gateway:
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._ingest_loop(), name="ingest")
+                tasks.create_task(self._release_memory_loop(), name="memory")
                 if self.config.tags_interval_s > 0:
                     tasks.create_task(self._tags_loop(), name="tags")
                 if self.config.cdp_urls.strip():
@@ -122,6 +132,8 @@ class Gateway:
         finally:
             self.source.close()
             await self.http.close()
+            self._read_executor.shutdown(wait=True, cancel_futures=True)
+            self._reads.close()
             self._executor.shutdown(wait=True)
 
     def _mqtt_settings(self) -> MqttSettings:
@@ -138,8 +150,12 @@ class Gateway:
         )
 
     async def run_store(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn` on the store thread: the embedded engine is never used from two threads at once."""
+        """Run `fn` on the store thread: ingestion's session is never used from two threads at once."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def run_read(self, work: Callable[[ReadSession], T]) -> T:
+        """Run `work` on a free read session and thread; `QueryBusyError` at once when there is none."""
+        return await asyncio.get_running_loop().run_in_executor(self._read_executor, self._reads.bind(work))
 
     # -- ingest ------------------------------------------------------------------
 
@@ -188,19 +204,24 @@ class Gateway:
         outcome = await self._ingest_with_retry(topics, payloads)
         self.source.settle(batch)
         self._last_progress = time.monotonic()
-        await self._release_memory_now_and_then()
+        self._memory_used = True
         if outcome.rejected:
             log.info("rejected %s", dict(outcome.rejected))
 
-    async def _release_memory_now_and_then(self) -> None:
-        """Hand the engine's freed pages back to the OS every few seconds, after the acks: RSS stays flat."""
-        if time.monotonic() - self._last_release < _RELEASE_MEMORY_EVERY_S:
-            return
-        self._last_release = time.monotonic()
-        try:
-            await self.run_store(self._store.release_memory)
-        except StoreError as exc:
-            log.warning("could not release the store's free memory: %s", exc)
+    async def _release_memory_loop(self) -> None:
+        """Hand the engine's freed pages back to the OS every few seconds after batches or reads: RSS stays flat.
+
+        A read that reached query_max_memory_bytes leaves that much in jemalloc's free lists otherwise.
+        """
+        while not self._stopping.is_set():
+            await self._sleep_unless_stopping(_RELEASE_MEMORY_EVERY_S)
+            if not self._memory_used:
+                continue
+            self._memory_used = False
+            try:
+                await self.run_store(self._store.release_memory)
+            except StoreError as exc:
+                log.warning("could not release the store's free memory: %s", exc)
 
     async def _ingest_with_retry(self, topics: list[str], payloads: list[bytes]) -> IngestOutcome:
         """Retry until stored: the store's identity check makes each attempt idempotent."""
@@ -307,11 +328,11 @@ class Gateway:
         return Response.json(200 if all(checks.values()) else 503, {"ready": all(checks.values()), **checks})
 
     async def _stats_route(self, _body: bytes) -> Response:
-        return Response.json(200, await self.run_store(self._store.stats))
+        return Response.json(200, await self.run_read(fleet_stats))
 
     async def _sql_route(self, body: bytes) -> Response:
-        names, rows = await self.run_store(self._store.query, body.decode("utf-8"), None, _API_SETTINGS)
-        return Response.json(200, {"columns": names, "rows": rows})
+        text = body.decode("utf-8")  # not UTF-8: a 400 naming the byte
+        return Response(200, await self.run_read(lambda session: session.run(text).to_json()), "application/json")
 
     async def _tags_show_route(self, body: bytes) -> Response:
         return Response.json(200, await self.show_tags(_as_of(body)))
@@ -328,6 +349,29 @@ class Gateway:
         request = json.loads(body or b"{}")
         target = ErasureTarget(owner=str(request.get("owner") or ""), vin=str(request.get("vin") or ""))
         return Response.json(200, {"erased": await self.run_store(erase, self._store, target)})
+
+
+def query_limits(config: GatewayConfig) -> QueryLimits:
+    return QueryLimits(
+        max_memory_bytes=config.query_max_memory_bytes,
+        max_execution_s=config.query_max_execution_s,
+        max_result_rows=config.query_max_result_rows,
+        max_result_bytes=config.query_max_result_bytes,
+        max_threads=config.query_max_threads,
+        max_concurrent=config.query_max_concurrent,
+        max_query_bytes=config.query_max_bytes,
+    )
+
+
+def http_limits(config: GatewayConfig) -> HttpLimits:
+    return HttpLimits(
+        max_connections=config.http_max_connections,
+        max_headers=config.http_max_headers,
+        max_header_bytes=config.http_max_header_bytes,
+        max_body_bytes=config.http_max_body_bytes,
+        idle_timeout_s=config.http_idle_timeout_s,
+        body_timeout_s=config.http_body_timeout_s,
+    )
 
 
 def run_gateway(config: GatewayConfig) -> int:

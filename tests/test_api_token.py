@@ -120,5 +120,5 @@ def test_without_a_token_the_api_refuses_what_a_browser_could_send(broker, start
     assert _status(port, "/api/stats", {"Origin": "http://evil.example"}) == 403  # cross-site request
     assert _status(port, "/api/stats", {"Host": "evil.example:9108"}) == 403  # DNS rebinding
     assert _status(port, "/metrics", {"Host": "prometheus.example"}) == 200
-    assert _raw(port, b"BROKEN\r\n\r\n").startswith(b"HTTP/1.1 400")  # answered and closed, not left hanging
+    assert _raw(port, b"BROKEN\r\n\r\n").split(b"\r\n")[0].split()[1] == b"400"  # answered and closed, not left hanging
     assert gw.stop() == 0

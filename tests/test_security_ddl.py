@@ -71,3 +71,27 @@ def test_gateway_alters_only_for_erase_and_retention(store):
     everything = {p for privs in grants.values() for p in privs}
     assert not {p for p in everything if p.split()[0] in ("DROP", "TRUNCATE", "ALL", "ALTER UPDATE")}
     assert {t for t, p in grants.items() if any(x.startswith("CREATE") for x in p)} == {"schema_migrations"}
+
+
+READ_DDL = default_migrations_dir() / "security" / "read_role.sql"
+
+
+def test_the_read_user_may_only_select_under_the_gateways_default_query_limits(store):
+    from gateway.config import GatewayConfig
+    from gateway.service import query_limits
+
+    formatted = [
+        store.rows("SELECT formatQuery(%(q)s)", {"q": s})[0][0] for s in split_statements(READ_DDL.read_text())
+    ]
+    grants = [s for s in formatted if s.startswith("GRANT ")]
+    assert grants == [
+        "GRANT SELECT ON vehicle_ingest.* TO vehicle_ingest_reader",
+        "GRANT vehicle_ingest_reader TO vi_reader",
+    ]
+    profile = next(s for s in formatted if s.startswith("CREATE SETTINGS PROFILE"))
+    fixed = dict(re.findall(r"(\w+) = ('?\w+'?) CONST", profile))
+    expected = {
+        k: repr(v) if isinstance(v, str) else str(v) for k, v in query_limits(GatewayConfig()).engine_settings().items()
+    }
+    assert fixed == expected  # every limit of an embedded read session, fixed on the server too
+    assert "SETTINGS PROFILE `vehicle_ingest_reads`" in next(s for s in formatted if s.startswith("CREATE USER"))

@@ -50,6 +50,8 @@ REVIEWED: dict[tuple[str, str], str] = {
     ("src/vehicle_ingest/tags/owner_features.py", "_usage_select()"): "columns from the event catalog",
     ("src/vehicle_ingest/tags/engine.py", "owner_features_sql()"): _TAG_RULES,
     ("src/vehicle_ingest/tags/engine.py", "_tags_array_sql(self._definitions)"): _TAG_RULES,
+    ("src/vehicle_ingest/query_gate.py", "_kind(kind)"): "an error message naming a statement kind, not SQL",
+    ("src/vehicle_ingest/reads.py", "function"): "one of three parser function names, constants of query_gate",
 }
 
 

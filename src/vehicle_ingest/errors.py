@@ -6,6 +6,10 @@
     ├── CatalogError       a schema file (signal / event catalog) is inconsistent
     ├── EncodeError        the caller asked to encode something the wire format cannot carry
     ├── StoreError         the store refused or failed an operation (retryable unless stated)
+    ├── QueryError         an analyst query was not answered; the reason is the user's to read
+    │   ├── QueryRefusedError  the query gate refused it (not one read statement, OUTFILE, SETTINGS, ...)
+    │   ├── QueryFailedError   the engine ran it and stopped it: a limit, a syntax or type error
+    │   └── QueryBusyError     every read slot is taken: try again shortly
     └── DeliveryError      a CDP sink did not take a batch; the outbox keeps it and the caller retries
 
 Payload problems are not exceptions: the decoder returns a status per message,
@@ -20,6 +24,10 @@ __all__ = [
     "ConfigErrors",
     "DeliveryError",
     "EncodeError",
+    "QueryBusyError",
+    "QueryError",
+    "QueryFailedError",
+    "QueryRefusedError",
     "StoreError",
     "VehicleIngestError",
 ]
@@ -65,6 +73,22 @@ class EncodeError(VehicleIngestError):
 
 class StoreError(VehicleIngestError):
     """The store failed an operation."""
+
+
+class QueryError(VehicleIngestError):
+    """An analyst query was not answered; the message is meant for the person who wrote it."""
+
+
+class QueryRefusedError(QueryError):
+    """The query gate refused the statement before the engine ran anything."""
+
+
+class QueryFailedError(QueryError):
+    """The engine ran the statement and stopped it: a limit was reached, or the SQL is wrong."""
+
+
+class QueryBusyError(QueryError):
+    """Every read slot is busy: the caller should retry later (HTTP 503)."""
 
 
 class DeliveryError(VehicleIngestError):

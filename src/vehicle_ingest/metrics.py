@@ -33,6 +33,7 @@ class Metrics:
     can_frames: Counter
     can_frames_unknown: Counter
     can_values_unmapped: Counter
+    http_evictions: Counter
     unacked: Gauge
     receive_max: Gauge
     connected: Gauge
@@ -79,6 +80,10 @@ class Metrics:
             ),
             can_values_unmapped=counter(
                 "can_values_unmapped", "CAN signal values stored under their DBC name (no catalog mapping)."
+            ),
+            http_evictions=counter(
+                "http_connections_evicted",
+                "Idle HTTP connections closed because a new one arrived at http_max_connections.",
             ),
             unacked=gauge("unacked_messages", "Messages received and not yet acked to the broker."),
             receive_max=gauge("receive_max", "Configured MQTT 5 Receive Maximum: the limit of unacked_messages."),

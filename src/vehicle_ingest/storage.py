@@ -32,6 +32,7 @@ __all__ = [
     "SignalRows",
     "Store",
     "default_migrations_dir",
+    "fleet_stats",
 ]
 
 _INSERT_SETTINGS = {
@@ -126,6 +127,14 @@ def _vin_column(vins: Sequence[str], index: np.ndarray) -> pa.Array:
     return pa.DictionaryArray.from_arrays(pa.array(index.astype(np.int32)), pa.array(list(vins), pa.string()))
 
 
+def _connect(dsn: str) -> Any:
+    try:
+        # clickhouse-connect does not infer TLS from an https:// DSN: say it.
+        return clickhouse_connect.get_client(dsn=dsn, secure=dsn.startswith("https://"), settings={"async_insert": 0})
+    except Exception as exc:
+        raise StoreError(f"cannot open store {dsn}: {exc}") from exc
+
+
 def split_statements(sql: str) -> list[str]:
     """Split a migration file into statements; `--` comments are dropped."""
     without_comments = re.sub(r"--[^\n]*", "", sql)
@@ -147,14 +156,14 @@ class Store:
             path = Path(dsn.removeprefix("chdb://")).resolve()  # relative paths are the demo's convenience
             path.mkdir(parents=True, exist_ok=True)
             dsn = f"chdb://{path}"
-        try:
-            # clickhouse-connect does not infer TLS from an https:// DSN: say it.
-            client = clickhouse_connect.get_client(
-                dsn=dsn, secure=dsn.startswith("https://"), settings={"async_insert": 0}
-            )
-        except Exception as exc:
-            raise StoreError(f"cannot open store {dsn}: {exc}") from exc
-        return cls(client, dsn)
+        return cls(_connect(dsn), dsn)
+
+    def _recycle(self) -> None:
+        """After a failed query: chDB hands a failed query's leftover output to the next query on the handle."""
+        if not self.dsn.startswith("chdb://"):
+            return
+        self._client.close()
+        self._client = _connect(self.dsn)
 
     def release_memory(self) -> None:
         """Embedded engine: return freed allocator pages to the OS (its jemalloc keeps them otherwise)."""
@@ -195,12 +204,12 @@ class Store:
     def rows(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         return self.query(sql, parameters)[1]
 
-    def query(
-        self, sql: str, parameters: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
-    ) -> tuple[list[str], list[tuple]]:
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """A statement of ours on the ingest session; analysts' queries go through `vehicle_ingest.reads`."""
         try:
-            result = self._client.query(sql, parameters=parameters, settings=settings)
+            result = self._client.query(sql, parameters=parameters)
         except Exception as exc:
+            self._recycle()
             raise StoreError(f"{_first_line(sql)}: {exc}") from exc
         return list(result.column_names), [tuple(r) for r in result.result_rows]
 
@@ -337,24 +346,31 @@ class Store:
     # -- reporting --------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """What the store holds, deduplicated: the figures tests compare with the simulator's truth."""
-        sql = """
-            SELECT
-              (SELECT count() FROM (SELECT vin, seq FROM signals GROUP BY vin, seq))
-            + (SELECT count() FROM (SELECT vin, seq FROM events GROUP BY vin, seq)) AS messages,
-              (SELECT count() FROM signals) AS samples,
-              (SELECT count() FROM events) AS events,
-              (SELECT count() FROM dead_letters FINAL) AS rejected,
-              (SELECT sum(value) FROM signals) AS value_sum,
-              (SELECT count(DISTINCT vin) FROM signals) AS vehicles
-        """
-        names, rows = self.query(sql)
-        stats = dict(zip(names, rows[0], strict=True))
-        stats["value_sum"] = float(stats["value_sum"] or 0.0)
-        stats["rejected_by_reason"] = dict(
-            self.rows("SELECT reason, count() FROM dead_letters FINAL GROUP BY reason ORDER BY reason")
-        )
-        return {k: (int(v) if isinstance(v, int) else v) for k, v in stats.items()}
+        return fleet_stats(self)
+
+
+def fleet_stats(reader: Any) -> dict[str, Any]:
+    """What the store holds, deduplicated: the figures tests compare with the simulator's truth.
+
+    `reader` is a Store or a read session (`vehicle_ingest.reads`): anything with `query` and `rows`.
+    """
+    sql = """
+        SELECT
+          (SELECT count() FROM (SELECT vin, seq FROM signals GROUP BY vin, seq))
+        + (SELECT count() FROM (SELECT vin, seq FROM events GROUP BY vin, seq)) AS messages,
+          (SELECT count() FROM signals) AS samples,
+          (SELECT count() FROM events) AS events,
+          (SELECT count() FROM dead_letters FINAL) AS rejected,
+          (SELECT sum(value) FROM signals) AS value_sum,
+          (SELECT count(DISTINCT vin) FROM signals) AS vehicles
+    """
+    names, rows = reader.query(sql)
+    stats = dict(zip(names, rows[0], strict=True))
+    stats["value_sum"] = float(stats["value_sum"] or 0.0)
+    stats["rejected_by_reason"] = dict(
+        reader.rows("SELECT reason, count() FROM dead_letters FINAL GROUP BY reason ORDER BY reason")
+    )
+    return {k: (int(v) if isinstance(v, int) else v) for k, v in stats.items()}
 
 
 def _first_line(sql: str) -> str:
