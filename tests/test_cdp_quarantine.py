@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -254,3 +256,47 @@ def test_refuses_content_tells_poison_from_refused_requests():
     assert [s for s in ("400", "413", "422", "invalid") if error(s).refuses_content] == ["400", "413", "422", "invalid"]
     refused = ("401", "403", "404", "405", "407", "408", "429", "500", "503", "timeout", "error")
     assert not [s for s in refused if error(s).refuses_content]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess[str]:
+    root = Path(__file__).resolve().parents[1]  # `tests` importable by the set-up script
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120, cwd=root)
+
+
+def test_cli_lists_and_releases_on_an_embedded_store(tmp_path: Path):
+    """`--store`: what an operator runs while the gateway is stopped (chDB: another process, another path)."""
+    dsn = f"chdb://{tmp_path / 'store'}"
+    batch = changes(3)
+    setup = (
+        "import sys; from tests.test_cdp_quarantine import changes; from vehicle_ingest.cdp import Outbox;"
+        " from vehicle_ingest.storage import Store\n"
+        f"s = Store.open({dsn!r}); s.migrate(); o = Outbox(s); o.enqueue(changes(3))\n"
+        "for c in changes(3)[1:]: o.quarantine.add('segment:x', c.message_id, '422', 'bad\\ntraits ' + 'y' * 200)\n"
+        "s.close()"
+    )
+    assert _run("-c", setup).returncode == 0
+
+    table = _run("-m", "gateway.cli", "cdp", "quarantine", "--store", dsn).stdout.splitlines()
+    assert table[0].split("\t") == ["message_id", "owner_id", "tag", "action", "sink", "status", "at", "answer"]
+    rows = sorted(line.split("\t") for line in table[1:])
+    assert [r[:6] for r in rows] == [[c.message_id, c.owner_id, c.tag, "added", "segment:x", "422"] for c in batch[1:]]
+    assert all(r[7].startswith("bad traits yyy") and len(r[7]) == 80 for r in rows)  # one line, shortened
+
+    both = _run("-m", "gateway.cli", "cdp", "release", "--all", batch[1].message_id, "--store", dsn)
+    assert both.returncode == 1
+    assert both.stderr == "vehicle-ingest: release: give MESSAGE_ID ... or --all (one of the two)\n"
+    released = _run("-m", "gateway.cli", "cdp", "release", batch[1].message_id, batch[0].message_id, "--store", dsn)
+    assert released.returncode == 1 and released.stderr == f"vehicle-ingest: not quarantined: {batch[0].message_id}\n"
+    assert json.loads(released.stdout) == {
+        "released": [{"message_id": batch[1].message_id, "sink": "segment:x"}],
+        "not_quarantined": [batch[0].message_id],
+    }
+    listed = json.loads(_run("-m", "gateway.cli", "cdp", "quarantine", "--json", "--store", dsn).stdout)
+    assert [q["message_id"] for q in listed["quarantined"]] == [batch[2].message_id]
+    assert listed["quarantined"][0]["answer"] == "bad\ntraits " + "y" * 200  # --json: all of it
+    assert json.loads(_run("-m", "gateway.cli", "cdp", "release", "--all", "--store", dsn).stdout)["released"] == [
+        {"message_id": batch[2].message_id, "sink": "segment:x"}
+    ]
+    assert json.loads(_run("-m", "gateway.cli", "cdp", "quarantine", "--json", "--store", dsn).stdout) == {
+        "quarantined": []
+    }

@@ -12,6 +12,8 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -110,6 +112,12 @@ def test_a_refused_change_is_quarantined_listed_and_released_while_the_rest_flow
     assert json.loads(held["answer"]) == {"error": f"invalid traits in {poison}"}
     table = _cli("quarantine", "--gateway", gw.url, "--sink", sink).stdout.splitlines()
     assert len(table) == 2 and table[1].startswith(f"{poison}\t{owner}\t{tag}\tadded\t{sink}\t400\t")
+
+    both = urllib.request.Request(gw.url + "/api/cdp/release", data=b'{"message_ids": ["x"], "all": true}')
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(both, timeout=30)
+    assert refused.value.code == 400
+    assert json.loads(refused.value.read()) == {"error": "give message_ids or all: true (exactly one)"}
 
     receiver.poison = set()  # the CDP was fixed
     unknown = _cli("release", "no-such-change", "--gateway", gw.url)

@@ -131,10 +131,6 @@ class Deliverer:
             self._metrics.delivered.labels(sink=name)
             self._metrics.quarantined.labels(sink=name)
 
-    @property
-    def sink_names(self) -> list[str]:
-        return [s.name for s in self._sinks]
-
     def wake(self) -> None:
         """Start a delivery round now (changes were enqueued or released) instead of at the next interval.
 
@@ -150,6 +146,7 @@ class Deliverer:
 
     async def deliver_once(self) -> int:
         """Drain every sink until nothing is pending or a send fails; returns changes delivered."""
+        await self.refresh_depth()  # the gauges move by each batch from an exact start
         total = 0
         for sink in self._sinks:
             delivered, _ = await self._drain(sink)
