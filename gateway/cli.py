@@ -1,4 +1,4 @@
-"""`vehicle-ingest` command line: gateway, config, simulate, stats, sql, tags, owners, erase, demo."""
+"""`vehicle-ingest` command line: gateway, config, simulate, stats, sql, tags, owners, erase, cdp, demo."""
 
 from __future__ import annotations
 
@@ -297,6 +297,10 @@ def _parser() -> argparse.ArgumentParser:
     from gateway.report_cli import add_report_parser
 
     add_report_parser(sub)
+
+    from gateway.cdp_cli import add_cdp_parser
+
+    add_cdp_parser(sub)
 
     from gateway.load_cli import add_load_parser
 

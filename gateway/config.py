@@ -213,7 +213,15 @@ class GatewayConfig:
         "", "cdp", "Comma-separated sink URLs (schemas/CDP.md). Empty: tag changes stay in the outbox."
     )
     cdp_allow_vin: bool = _setting(False, "cdp", "Let VINs reach the CDP (raw coordinates never do).")
-    deliver_interval_s: int = _setting(5, "cdp", "Seconds between outbox delivery rounds.")
+    deliver_interval_s: int = _setting(
+        5, "cdp", "Seconds between outbox delivery rounds; a tag run that emits changes starts one at once."
+    )
+    cdp_timeout_s: int = _setting(
+        10,
+        "cdp",
+        "Seconds a CDP request may take to connect, to send and between bytes of the answer; past that it counts"
+        " as a `timeout` and the batch is retried with backoff (never quarantined).",
+    )
     can_models: str = _setting(
         "",
         "can",
@@ -237,6 +245,7 @@ def _range_problems(c: GatewayConfig) -> list[ConfigError]:
         "stall_timeout_s",
         "stop_timeout_s",
         "deliver_interval_s",
+        "cdp_timeout_s",
         "http_port",
         "session_expiry_s",
         "receive_max",

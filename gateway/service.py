@@ -28,7 +28,7 @@ from gateway.http import HttpLimits, HttpServer, Response
 from gateway.mqtt_source import Delivery, MqttSettings, MqttSource
 from vehicle_ingest.can.models import CanDecoder, default_models_path
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
-from vehicle_ingest.cdp import Deliverer, Outbox, sink_from_url
+from vehicle_ingest.cdp import Deliverer, Outbox, Quarantine, sink_from_url
 from vehicle_ingest.errors import StoreError
 from vehicle_ingest.ingest import Ingestor, IngestOutcome, IngestPolicy
 from vehicle_ingest.metrics import Metrics
@@ -88,6 +88,8 @@ class Gateway:
         can = CanDecoder.load(Path(config.can_models) if config.can_models else default_models_path(), signals)
         self._ingestor = Ingestor(store, signals, events, self._metrics, policy, can)
         self._cycle = TagCycle(store, signals, events, load_tag_definitions())
+        self._quarantine = Quarantine(store)
+        self._cdp: Deliverer | None = None  # set by run() when cdp_urls names sinks
         self._stopping = asyncio.Event()
         self._tag_lock = asyncio.Lock()
         self._store_ok = True
@@ -128,7 +130,8 @@ class Gateway:
                 if self.config.tags_interval_s > 0:
                     tasks.create_task(self._tags_loop(), name="tags")
                 if self.config.cdp_urls.strip():
-                    tasks.create_task(self._deliverer().run(self._stopping, self.config.deliver_interval_s), name="cdp")
+                    self._cdp = self._deliverer()
+                    tasks.create_task(self._cdp.run(self._stopping, self.config.deliver_interval_s), name="cdp")
         finally:
             self.source.close()
             await self.http.close()
@@ -279,15 +282,31 @@ class Gateway:
         added = 0
         for lo in range(0, len(diff), EMIT_CHUNK):
             added += await self.run_store(engine.emit, diff[lo : lo + EMIT_CHUNK], now)
+            await self._outbox_changed()
         self._metrics.tag_changes.labels("added").inc(added)
         self._metrics.tag_changes.labels("removed").inc(len(diff) - added)
         tags = {"owners": owners, "changes": len(diff), "added": added, "removed": len(diff) - added}
         return {"features": features, "tags": tags}
 
+    async def _outbox_changed(self) -> None:
+        """Changes were enqueued or released: recount the depth gauges now and deliver now.
+
+        Without this the gauge stays at the last round's figure and the changes wait up to
+        deliver_interval_s, which a moment's latency pays in full (GUIDE 8).
+        """
+        if self._cdp is None:
+            return
+        try:
+            await self._cdp.refresh_depth()
+        except StoreError as exc:  # the changes are stored; the next delivery round recounts
+            log.warning("could not recount the CDP outbox: %s", exc)
+        self._cdp.wake()
+
     def _deliverer(self) -> Deliverer:
+        c = self.config
         sinks = [
-            sink_from_url(u.strip(), allow_vin=bool(self.config.cdp_allow_vin))
-            for u in self.config.cdp_urls.split(",")
+            sink_from_url(u.strip(), timeout_s=c.cdp_timeout_s, allow_vin=bool(c.cdp_allow_vin))
+            for u in c.cdp_urls.split(",")
             if u.strip()
         ]
         return Deliverer(Outbox(self._store), sinks, self._registry, self.run_store)
@@ -306,6 +325,9 @@ class Gateway:
             ("POST", "/api/tags/run"): self._tags_run_route,
             ("POST", "/api/owners"): self._owners_route,
             ("POST", "/api/erase"): self._erase_route,
+            ("GET", "/api/cdp/quarantine"): self._quarantine_route,
+            ("POST", "/api/cdp/quarantine"): self._quarantine_route,
+            ("POST", "/api/cdp/release"): self._release_route,
         }
 
     async def _metrics_route(self, _body: bytes) -> Response:
@@ -349,6 +371,39 @@ class Gateway:
         request = json.loads(body or b"{}")
         target = ErasureTarget(owner=str(request.get("owner") or ""), vin=str(request.get("vin") or ""))
         return Response.json(200, {"erased": await self.run_store(erase, self._store, target)})
+
+    async def _quarantine_route(self, body: bytes) -> Response:
+        """Optional `{"sink": NAME}`: the changes sinks refused, oldest first."""
+        sink = json.loads(body or b"{}").get("sink") or None
+        held = await self.run_store(self._quarantine.entries, sink)
+        return Response.json(200, {"quarantined": [q.to_json() for q in held]})
+
+    async def _release_route(self, body: bytes) -> Response:
+        """`{"message_ids": [...]}` or `{"all": true}`, optional `"sink"`: make them pending again, deliver now."""
+        try:
+            message_ids, sink = _release_request(json.loads(body or b"{}"))
+        except ValueError as exc:
+            return Response.json(400, {"error": str(exc)})
+        released = await self.run_store(self._quarantine.release, message_ids, sink)
+        if released:
+            await self._outbox_changed()
+        missing = sorted(set(message_ids or []) - {q.message_id for q in released})
+        shown = [{"message_id": q.message_id, "sink": q.sink} for q in released]
+        return Response.json(200, {"released": shown, "not_quarantined": missing})
+
+
+def _release_request(request: Any) -> tuple[list[str] | None, str | None]:
+    """(message ids, or None for all; sink or None) from a release request body; ValueError if malformed."""
+    if not isinstance(request, dict):
+        raise ValueError('expected {"message_ids": [...]} or {"all": true}')
+    ids, everything, sink = request.get("message_ids") or [], request.get("all") is True, request.get("sink")
+    if not isinstance(ids, list) or not all(isinstance(m, str) and m for m in ids):
+        raise ValueError("message_ids must be a list of message id strings")
+    if bool(ids) == everything:
+        raise ValueError("give message_ids or all: true (exactly one)")
+    if sink is not None and not isinstance(sink, str):
+        raise ValueError("sink must be a sink name (string)")
+    return (None if everything else ids), (sink or None)
 
 
 def query_limits(config: GatewayConfig) -> QueryLimits:

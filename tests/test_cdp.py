@@ -61,7 +61,7 @@ def handle(tmp_path_factory) -> Iterator[StoreHandle]:
 
 @pytest.fixture
 def outbox(handle: StoreHandle) -> Outbox:
-    for table in ("tag_history", "cdp_deliveries"):
+    for table in ("tag_history", "cdp_deliveries", "cdp_quarantine"):
         handle.store.command(f"TRUNCATE TABLE {table}")
     return Outbox(handle.store)
 
@@ -331,8 +331,9 @@ def test_second_deliver_once_sends_nothing(outbox, serve):
     assert len(server.requests) == sent == 1
 
 
-def test_client_errors_are_retried_and_counted_apart(outbox, serve, caplog):
-    _, address = serve(lambda n: "400" if n == 1 else "200")
+def test_refused_credentials_are_retried_and_counted_apart(outbox, serve, caplog):
+    # 401: the sink refuses us, not one change (a refused change is quarantined: test_cdp_quarantine.py).
+    _, address = serve(lambda n: "401" if n == 1 else "200")
     outbox.enqueue(make_changes(5))
     sink = sink_from_url(f"segment+http://key@{address}")
     registry = CollectorRegistry()
@@ -342,7 +343,7 @@ def test_client_errors_are_retried_and_counted_apart(outbox, serve, caplog):
     assert "REJECTED" in caplog.text and outbox.depth(sink.name) == 5
     assert metric(registry, "cdp_outbox_depth", sink=sink.name) == 5
     assert asyncio.run(deliverer.deliver_once()) == 5
-    assert metric(registry, "cdp_requests_total", sink=sink.name, status="400") == 1
+    assert metric(registry, "cdp_requests_total", sink=sink.name, status="401") == 1
     assert metric(registry, "cdp_requests_total", sink=sink.name, status="200") == 1
 
 

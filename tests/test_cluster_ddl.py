@@ -267,6 +267,7 @@ def test_sharding_keeps_a_vehicle_and_a_replacing_key_on_one_shard(schemas: Sche
         assert used and all(re.search(rf"\b{c}\b", sort_key) for c in used), f"{name}: {key} vs ORDER BY {sort_key}"
     # The outbox's NOT IN (cdp_deliveries) may run shard-local: a change and its deliveries co-located.
     assert _sharding_key(schemas.cluster["tag_history"]) == _sharding_key(schemas.cluster["cdp_deliveries"])
+    assert _sharding_key(schemas.cluster["tag_history"]) == _sharding_key(schemas.cluster["cdp_quarantine"])
 
 
 def test_views_aggregate_the_local_tables_with_the_single_node_query(schemas: Schemas):

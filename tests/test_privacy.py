@@ -152,6 +152,9 @@ def _fleet_loaded(store: Store, tmp_path: Path) -> None:
 
     sink = sink_from_url(f"file://{tmp_path / 'cdp.jsonl'}")
     asyncio.run(Deliverer(Outbox(store), [sink], CollectorRegistry(), run_store).deliver_once())
+    quarantine = Outbox(store).quarantine  # one change per owner refused by another sink, with an answer
+    for owner, message_id in store.rows("SELECT owner_id, min(message_id) FROM tag_history GROUP BY owner_id"):
+        quarantine.add("segment:http://cdp.test", message_id, "400", f"bad traits for {owner}")
 
 
 def _rows_of(store: Store, owner: str) -> dict[str, int]:

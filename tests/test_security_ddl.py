@@ -26,6 +26,7 @@ WRITTEN = {
     "job_state",
     "tag_history",
     "cdp_deliveries",
+    "cdp_quarantine",
     "schema_migrations",
 }
 

@@ -11,12 +11,17 @@
     │   ├── QueryFailedError   the engine ran it and stopped it: a limit, a syntax or type error
     │   └── QueryBusyError     every read slot is taken: try again shortly
     └── DeliveryError      a CDP sink did not take a batch; the outbox keeps it and the caller retries
+                           (or, when the sink refuses one change's content, quarantines that change)
 
 Payload problems are not exceptions: the decoder returns a status per message,
 because one bad message must never stop a batch.
 """
 
 from __future__ import annotations
+
+# Answers that refuse the request whatever it carries (credentials, URL, method, proxy): the sink's
+# configuration is wrong, not one change. 408/429 are not refusals at all (retry later).
+_REFUSES_REQUEST = frozenset({"401", "403", "404", "405", "407"})
 
 __all__ = [
     "CatalogError",
@@ -110,3 +115,12 @@ class DeliveryError(VehicleIngestError):
         if self.status == "invalid":
             return True
         return self.status.isdigit() and 400 <= int(self.status) < 500 and self.status not in ("408", "429")
+
+    @property
+    def refuses_content(self) -> bool:
+        """Rejected for what the batch carries (400, 413, 422, ..., "invalid"): some change in it is poison.
+
+        401/403/404/405/407 are rejections too, but of every request to this sink: narrowing the batch
+        down would quarantine every change, so they stay retried (at the maximum backoff) until fixed.
+        """
+        return self.rejected and self.status not in _REFUSES_REQUEST

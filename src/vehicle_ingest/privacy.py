@@ -54,6 +54,8 @@ ERASE_PLAN: dict[str, str] = {
     "trips": _BY_VIN,
     "cockpit_usage": _BY_VIN,
     "cdp_deliveries": "message_id IN (SELECT message_id FROM tag_history WHERE owner_id = %(owner)s)",
+    # The sink's answer may echo the refused payload: it goes with the owner's changes.
+    "cdp_quarantine": "message_id IN (SELECT message_id FROM tag_history WHERE owner_id = %(owner)s)",
     "tag_history": "owner_id = %(owner)s",
     "ownership": "vin IN %(vins)s OR owner_id = %(owner)s",
 }
@@ -113,7 +115,7 @@ def erase(store: Store, target: ErasureTarget) -> dict[str, int]:
     """
     params = {"vins": _vins_of(store, target) or [""], "owner": target.owner}
     found = {}
-    # cdp_deliveries first: its rows are found through tag_history, deleted after it.
+    # cdp_deliveries and cdp_quarantine first: their rows are found through tag_history, deleted after it.
     for table, condition in ERASE_PLAN.items():
         if not target.owner and "%(vins)s" not in condition:
             found[table] = 0  # an owner's own rows (tags): not a vehicle's

@@ -33,6 +33,7 @@ GRANT SELECT, INSERT ON vehicle_ingest.job_state TO vehicle_ingest_gateway;
 GRANT SELECT, INSERT ON vehicle_ingest.ownership TO vehicle_ingest_gateway;
 GRANT SELECT, INSERT ON vehicle_ingest.tag_history TO vehicle_ingest_gateway;
 GRANT SELECT, INSERT ON vehicle_ingest.cdp_deliveries TO vehicle_ingest_gateway;
+GRANT SELECT, INSERT ON vehicle_ingest.cdp_quarantine TO vehicle_ingest_gateway;
 
 -- Start-up: the gateway checks which migrations ran (all of them, by the migrator).
 GRANT SELECT, INSERT, CREATE TABLE ON vehicle_ingest.schema_migrations TO vehicle_ingest_gateway;
@@ -47,6 +48,7 @@ GRANT ALTER DELETE ON vehicle_ingest.daily_activity TO vehicle_ingest_gateway;
 GRANT ALTER DELETE ON vehicle_ingest.trips TO vehicle_ingest_gateway;
 GRANT ALTER DELETE ON vehicle_ingest.cockpit_usage TO vehicle_ingest_gateway;
 GRANT ALTER DELETE ON vehicle_ingest.cdp_deliveries TO vehicle_ingest_gateway;
+GRANT ALTER DELETE ON vehicle_ingest.cdp_quarantine TO vehicle_ingest_gateway;
 GRANT ALTER DELETE ON vehicle_ingest.tag_history TO vehicle_ingest_gateway;
 GRANT ALTER DELETE ON vehicle_ingest.ownership TO vehicle_ingest_gateway;
 GRANT ALTER TTL, ALTER MATERIALIZE TTL ON vehicle_ingest.signals TO vehicle_ingest_gateway;

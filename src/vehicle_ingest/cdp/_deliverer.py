@@ -1,8 +1,15 @@
-"""Moves tag changes from the outbox to every sink: at-least-once, in order, with backoff.
+"""Moves tag changes from the outbox to every sink: at-least-once, in order, with backoff and a quarantine.
 
 A batch is marked delivered only after its sink accepted it. A crash or store
 failure between the two re-sends the batch later under the same message ids,
 which the CDP deduplicates: that is what makes delivery effectively exactly once.
+
+A batch the sink refuses for its content (DeliveryError.refuses_content) is
+split in halves, recursively: the halves it accepts are delivered and marked,
+in order, and a change refused on its own goes to the quarantine with the
+sink's answer, so one poison change never holds up the rest. Every other
+failure (timeout, 5xx, 408, 429, no connection, refused credentials) leaves
+the batch pending and is retried with backoff: nothing is quarantined then.
 """
 
 from __future__ import annotations
@@ -42,7 +49,9 @@ class RunStore(Protocol):
 class CdpMetrics:
     requests: Counter
     delivered: Counter
+    quarantined: Counter
     depth: Gauge
+    quarantine_depth: Gauge
     seconds: Histogram
 
     @classmethod
@@ -60,8 +69,23 @@ class CdpMetrics:
                 ("sink",),
                 registry=registry,
             ),
+            quarantined=Counter(
+                f"{PREFIX}_cdp_changes_quarantined",
+                "Tag changes a sink refused on their own, moved to the quarantine (again after each release).",
+                ("sink",),
+                registry=registry,
+            ),
             depth=Gauge(
-                f"{PREFIX}_cdp_outbox_depth", "Tag changes not yet delivered to the sink.", ("sink",), registry=registry
+                f"{PREFIX}_cdp_outbox_depth",
+                "Tag changes waiting for the sink: not delivered, not quarantined (exact as of the last change).",
+                ("sink",),
+                registry=registry,
+            ),
+            quarantine_depth=Gauge(
+                f"{PREFIX}_cdp_quarantine_depth",
+                "Tag changes the sink refused, held in quarantine until released.",
+                ("sink",),
+                registry=registry,
             ),
             seconds=Histogram(
                 f"{PREFIX}_cdp_delivery_seconds",
@@ -77,7 +101,7 @@ class CdpMetrics:
 
 
 class Deliverer:
-    """Drains the outbox into each sink; each sink has its own progress and backoff."""
+    """Drains the outbox into each sink; each sink has its own progress, backoff and quarantine."""
 
     def __init__(
         self,
@@ -101,60 +125,137 @@ class Deliverer:
         self._batch_size = batch_size
         self._backoff = (backoff_min_s, backoff_max_s)
         self._metrics = CdpMetrics.create(registry)
+        # One event per sink: a wake-up consumed by one sink's task must not be lost to the others.
+        self._wakes = {name: asyncio.Event() for name in names}
+        for name in names:  # counters exist at 0 from the start, so alerts and rates see every sink
+            self._metrics.delivered.labels(sink=name)
+            self._metrics.quarantined.labels(sink=name)
+
+    def wake(self) -> None:
+        """Start a delivery round now (changes were enqueued or released) instead of at the next interval.
+
+        A sink backing off after a failure keeps its backoff: waking it would hammer a CDP that is down.
+        """
+        for event in self._wakes.values():
+            event.set()
+
+    async def refresh_depth(self) -> None:
+        """Set both depth gauges of every sink from exact store counts."""
+        for sink in self._sinks:
+            await self._refresh_sink(sink.name)
 
     async def deliver_once(self) -> int:
         """Drain every sink until nothing is pending or a send fails; returns changes delivered."""
+        await self.refresh_depth()  # the gauges move by each batch from an exact start
         total = 0
         for sink in self._sinks:
             delivered, _ = await self._drain(sink)
             total += delivered
+        await self.refresh_depth()
         return total
 
     async def run(self, stop: asyncio.Event, interval_s: float) -> None:
-        """Deliver every `interval_s` until `stop` is set; after failures, back off per sink."""
+        """Deliver every `interval_s` (or on `wake()`) until `stop` is set; after failures, back off per sink."""
+        # Events bind to the loop that first waits on them: fresh ones for this loop.
+        self._wakes = {name: asyncio.Event() for name in self._wakes}
         async with asyncio.TaskGroup() as group:
             for sink in self._sinks:
                 group.create_task(self._run_sink(sink, stop, interval_s), name=f"cdp-deliver[{sink.name}]")
 
     async def _run_sink(self, sink: Sink, stop: asyncio.Event, interval_s: float) -> None:
         backoff = 0.0
+        wake = self._wakes[sink.name]
+        with suppress(VehicleIngestError):  # the store is down: the first round will say so
+            await self._refresh_sink(sink.name)  # exact from the start, not only after a first (long) drain
         while not stop.is_set():
-            try:
-                _, failure = await self._drain(sink)
-            except VehicleIngestError as exc:  # the store failed: same treatment as a failed send
-                log.warning("CDP sink %s: outbox unavailable (%s); will retry", sink.name, exc)
-                failure = exc
+            wake.clear()  # before the round: changes enqueued during it wake the next one
+            failure = await self._round(sink)
             backoff = self._next_backoff(backoff, failure)
-            with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), backoff or interval_s)
+            waits = [stop.wait()] if backoff else [stop.wait(), wake.wait()]
+            await _first_of(waits, backoff or interval_s)
+
+    async def _round(self, sink: Sink) -> Exception | None:
+        """One drain of `sink`, then exact depths; returns what stopped it early, if anything."""
+        try:
+            _, failure = await self._drain(sink)
+            await self._refresh_sink(sink.name)
+        except VehicleIngestError as exc:  # the store failed: same treatment as a failed send
+            log.warning("CDP sink %s: outbox unavailable (%s); will retry", sink.name, exc)
+            return exc
+        return failure
 
     def _next_backoff(self, previous: float, failure: Exception | None) -> float:
         low, high = self._backoff
         if failure is None:
             return 0.0
         if isinstance(failure, DeliveryError) and failure.rejected:
-            return high  # a refused payload will not pass in 0.2 s; don't hammer the CDP with it
+            return high  # refused credentials will not pass in 0.2 s; don't hammer the CDP with them
         step = min(high, max(low, previous * 2))
         # Jitter: many gateways retrying one CDP after its outage should not arrive in lockstep.
         return step * (0.5 + random.random() / 2)
+
+    async def _refresh_sink(self, name: str) -> None:
+        depth = await self._run_store(self._outbox.depth, name)
+        held = await self._run_store(self._outbox.quarantine.depth, name)
+        self._metrics.depth.labels(sink=name).set(depth)
+        self._metrics.quarantine_depth.labels(sink=name).set(held)
 
     async def _drain(self, sink: Sink) -> tuple[int, DeliveryError | None]:
         delivered = 0
         while True:
             batch = await self._run_store(self._outbox.pending, sink.name, self._batch_size)
             if not batch:
-                self._metrics.depth.labels(sink=sink.name).set(0)
                 return delivered, None
-            try:
-                await self._send(sink, batch)
-            except DeliveryError as exc:
+            accepted, failure = await self._deliver(sink, batch)
+            delivered += accepted
+            if failure is not None:
+                return delivered, failure
+
+    async def _deliver(self, sink: Sink, batch: list[TagChange]) -> tuple[int, DeliveryError | None]:
+        """Send `batch`; if its content is refused, narrow the refusal down by halves, in order.
+
+        Returns the changes delivered and the failure that stopped it (None: every change is
+        delivered or quarantined). One poison change in 100 costs about 2 * log2(100) = 14 requests.
+        """
+        try:
+            await self._send(sink, batch)
+        except DeliveryError as exc:
+            if not exc.refuses_content:
                 _log_failure(sink.name, len(batch), exc)
-                depth = await self._run_store(self._outbox.depth, sink.name)
-                self._metrics.depth.labels(sink=sink.name).set(depth)
-                return delivered, exc
-            await self._run_store(self._outbox.mark_delivered, sink.name, [c.message_id for c in batch])
-            self._metrics.delivered.labels(sink=sink.name).inc(len(batch))
-            delivered += len(batch)
+                return 0, exc
+            if len(batch) == 1:
+                await self._quarantine(sink.name, batch[0], exc)
+                return 0, None
+            log.info("CDP sink %s refused a batch of %d (%s): splitting it", sink.name, len(batch), exc.status)
+            half = len(batch) // 2
+            first, failure = await self._deliver(sink, batch[:half])
+            if failure is not None:  # the second half must not overtake the first
+                return first, failure
+            second, failure = await self._deliver(sink, batch[half:])
+            return first + second, failure
+        await self._run_store(self._outbox.mark_delivered, sink.name, [c.message_id for c in batch])
+        self._metrics.delivered.labels(sink=sink.name).inc(len(batch))
+        # Keeps the gauge exact between two rounds' recounts (these came from pending).
+        self._metrics.depth.labels(sink=sink.name).dec(len(batch))
+        return len(batch), None
+
+    async def _quarantine(self, sink: str, change: TagChange, exc: DeliveryError) -> None:
+        await self._run_store(self._outbox.quarantine.add, sink, change.message_id, exc.status, exc.detail)
+        self._metrics.quarantined.labels(sink=sink).inc()
+        self._metrics.depth.labels(sink=sink).dec()
+        self._metrics.quarantine_depth.labels(sink=sink).inc()
+        log.error(
+            "CDP sink %s REFUSED change %s (owner %s, tag %s, %s) with %s: %s; quarantined, the rest keeps flowing."
+            " Fix the payload or the sink, then: vehicle-ingest cdp release %s",
+            sink,
+            change.message_id,
+            change.owner_id,
+            change.tag,
+            change.action,
+            exc.status,
+            exc.detail,
+            change.message_id,
+        )
 
     async def _send(self, sink: Sink, batch: list[TagChange]) -> None:
         started = time.perf_counter()
@@ -165,13 +266,25 @@ class Deliverer:
             self._metrics.seconds.labels(sink=sink.name).observe(time.perf_counter() - started)
 
 
+async def _first_of(waits: list[Awaitable[Any]], timeout_s: float) -> None:
+    """Return when the first of `waits` finishes or after `timeout_s`; cancel the rest."""
+    tasks = [asyncio.ensure_future(w) for w in waits]
+    try:
+        await asyncio.wait(tasks, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        with suppress(asyncio.CancelledError):
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
 def _log_failure(sink: str, n: int, exc: DeliveryError) -> None:
     if exc.rejected:
-        # Retried anyway (nothing is dropped), but a person has to look: the
-        # payload or the sink's configuration (write key, project) is wrong.
+        # Refused whatever the batch carries (credentials, URL): retried anyway (nothing is dropped
+        # or quarantined), but a person has to fix the sink's configuration.
         log.error(
-            "CDP sink %s REJECTED a batch of %d changes (%s): %s; retrying with maximum backoff, "
-            "fix the sink configuration or payload",
+            "CDP sink %s REJECTED a batch of %d changes (%s): %s; retrying with maximum backoff,"
+            " fix the sink configuration (write key, credentials, URL)",
             sink,
             n,
             exc.status,

@@ -1,4 +1,4 @@
-"""The persisted outbox: tag changes in ClickHouse and, per sink, which of them were delivered.
+"""The persisted outbox: tag changes in ClickHouse and, per sink, which of them were delivered or quarantined.
 
 Synchronous on purpose: it runs on the caller's store thread (the gateway owns
 one thread for the embedded store). Message content only ever travels as bound
@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from vehicle_ingest.cdp._change import TagChange
+from vehicle_ingest.cdp._quarantine import HELD_FOR_SINK, Quarantine
 from vehicle_ingest.storage import Store
 
 __all__ = ["Outbox"]
@@ -29,6 +30,8 @@ _SELECT = (
 _ORDER = " ORDER BY enqueued_at, owner_id, tag, transition, message_id"
 # Duplicate rows in cdp_deliveries (a retried mark) do not matter to NOT IN.
 _UNDELIVERED = " WHERE message_id NOT IN (SELECT message_id FROM cdp_deliveries WHERE sink = %(sink)s)"
+# Pending: neither delivered nor held in quarantine for this sink (other sinks still get it).
+_PENDING = _UNDELIVERED + f" AND message_id NOT IN ({HELD_FOR_SINK})"
 
 
 class Outbox:
@@ -36,6 +39,7 @@ class Outbox:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self.quarantine = Quarantine(store)
 
     def enqueue(self, changes: Sequence[TagChange]) -> None:
         """Persist changes; a message_id already stored keeps its first content."""
@@ -50,8 +54,8 @@ class Outbox:
             self._store.insert_rows("tag_history", _HISTORY_COLUMNS, fresh)
 
     def pending(self, sink: str, limit: int) -> list[TagChange]:
-        """Up to `limit` changes not yet delivered to `sink`, oldest first, in a stable order."""
-        rows = self._store.rows(_SELECT + _UNDELIVERED + _ORDER + " LIMIT %(limit)s", {"sink": sink, "limit": limit})
+        """Up to `limit` changes not yet delivered to `sink` nor quarantined for it, oldest first, in a stable order."""
+        rows = self._store.rows(_SELECT + _PENDING + _ORDER + " LIMIT %(limit)s", {"sink": sink, "limit": limit})
         return [_change(row) for row in rows]
 
     def mark_delivered(self, sink: str, message_ids: Sequence[str]) -> None:
@@ -59,8 +63,8 @@ class Outbox:
             self._store.insert_rows("cdp_deliveries", ["sink", "message_id"], [(sink, mid) for mid in chunk])
 
     def depth(self, sink: str) -> int:
-        """How many changes `sink` has not received yet (exact)."""
-        return int(self._store.rows("SELECT count() FROM tag_history FINAL" + _UNDELIVERED, {"sink": sink})[0][0])
+        """How many changes wait for `sink` (exact): not delivered, not quarantined (see `quarantine.depth`)."""
+        return int(self._store.rows("SELECT count() FROM tag_history FINAL" + _PENDING, {"sink": sink})[0][0])
 
     def history(self, owner_id: str | None = None) -> list[TagChange]:
         """Every stored change (of one owner, if given), oldest first."""
