@@ -12,16 +12,11 @@ __all__ = ["add_report_parser", "run_report"]
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from gateway.cli import _open_store
+    from gateway.cli import _reading
     from vehicle_ingest.report import build_report
 
     as_of_ms = time.time_ns() // 1_000_000 if args.as_of_ms is None else args.as_of_ms
-    store = _open_store(args.store)
-    try:
-        store.migrate()
-        index = build_report(store, Path(args.out), as_of_ms, days=args.days)
-    finally:
-        store.close()
+    index = _reading(args, lambda session: build_report(session, Path(args.out), as_of_ms, days=args.days))
     print(index)
     return 0
 

@@ -207,6 +207,11 @@ def test_the_command_writes_the_report_and_prints_its_path(tmp_path):
     )
     out = tmp_path / "out"
     argv = ["report", "--out", str(out), "--store", f"chdb://{tmp_path / 'store'}", "--as-of-ms", str(END)]
+    missing = subprocess.run([sys.executable, "-c", program, *argv], capture_output=True, text=True, timeout=120)
+    assert missing.returncode != 0 and "no store at" in missing.stderr  # a read never creates a store
+    assert not (tmp_path / "store").exists()
+    create = f"from vehicle_ingest.storage import Store; Store.open('chdb://{tmp_path / 'store'}').migrate()"
+    subprocess.run([sys.executable, "-c", create], check=True, timeout=120)
     done = subprocess.run([sys.executable, "-c", program, *argv], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(out / "index.html")

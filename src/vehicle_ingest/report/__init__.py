@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from vehicle_ingest.reads import Queryable
 from vehicle_ingest.report.charts import Chart, render_charts
 from vehicle_ingest.report.html import render_html
 from vehicle_ingest.report.queries import ReportData, fetch_report_data
-from vehicle_ingest.storage import Store
 
 __all__ = ["Chart", "ReportData", "build_report", "fetch_report_data"]
 
 
-def build_report(store: Store, out_dir: Path, as_of_ms: int, *, days: int = 90) -> Path:
+def build_report(store: Queryable, out_dir: Path, as_of_ms: int, *, days: int = 90) -> Path:
     """Write `out_dir/index.html` and its charts for the fleet as of `as_of_ms`; returns the page's path.
 
     Daily charts cover at most the last `days` days (fewer when the data starts later).

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vehicle_ingest.storage import Store
+from vehicle_ingest.reads import Queryable
 from vehicle_ingest.tags.definitions import COCKPIT_FEATURES
 
 __all__ = [
@@ -96,7 +96,7 @@ class ReportData:
     tags_over_time: Daily  # owners per tag at the end of each day
 
 
-def _window(store: Store, as_of_ms: int, days: int) -> tuple[np.datetime64, np.datetime64]:
+def _window(store: Queryable, as_of_ms: int, days: int) -> tuple[np.datetime64, np.datetime64]:
     """[first, last] UTC day: at most `days` days ending on the as-of day, not before the first data."""
     last = np.datetime64((as_of_ms - 1) // DAY_MS, "D")  # as of midnight: the day that just ended is the last
     earliest = last - np.timedelta64(max(days, 1) - 1, "D")
@@ -127,7 +127,7 @@ def _daily(days: np.ndarray, rows: list[tuple], names: tuple[str, ...], clamp: b
     return Daily(days, series)
 
 
-def _summary(store: Store, as_of_ms: int) -> Summary:
+def _summary(store: Queryable, as_of_ms: int) -> Summary:
     sql = f"""
         SELECT
           (SELECT uniqExact(vin) FROM daily_activity WHERE day <= toDate({_AS_OF})),
@@ -146,7 +146,7 @@ def _summary(store: Store, as_of_ms: int) -> Summary:
     return Summary(as_of_ms, *ints[:6], km=float(row[6] or 0.0), rejected=ints[7], tagged_owners=ints[8])
 
 
-def _ingestion(store: Store, params: dict[str, int], days: np.ndarray) -> Daily:
+def _ingestion(store: Queryable, params: dict[str, int], days: np.ndarray) -> Daily:
     # Per day of the data's own time (ts): the fleet's activity, not the gateway's catch-up after an outage.
     # A message spanning midnight counts on both days; the summary counts each message once.
     sql = f"""
@@ -161,7 +161,7 @@ def _ingestion(store: Store, params: dict[str, int], days: np.ndarray) -> Daily:
     return _daily(days, store.rows(sql, params), ("signal_messages", "event_messages", "samples"))
 
 
-def _rejected(store: Store, params: dict[str, int], days: np.ndarray) -> Daily:
+def _rejected(store: Queryable, params: dict[str, int], days: np.ndarray) -> Daily:
     sql = f"""
         SELECT toDate(received_at) AS day, reason, count() FROM dead_letters FINAL
         WHERE received_at >= {_START} AND received_at <= {_AS_OF} GROUP BY day, reason ORDER BY day, reason
@@ -172,7 +172,7 @@ def _rejected(store: Store, params: dict[str, int], days: np.ndarray) -> Daily:
     return Daily(days, {r: _daily(days, rows, ("n",)).series["n"] for r, rows in sorted(by_reason.items())})
 
 
-def _trips(store: Store, params: dict[str, int], days: np.ndarray) -> Daily:
+def _trips(store: Queryable, params: dict[str, int], days: np.ndarray) -> Daily:
     sql = f"""
         SELECT toDate(trip_start) AS day, count(), sum(distance_km) FROM trips FINAL
         WHERE is_deleted = 0 AND trip_start >= {_START} AND trip_start <= {_AS_OF} GROUP BY day ORDER BY day
@@ -180,7 +180,7 @@ def _trips(store: Store, params: dict[str, int], days: np.ndarray) -> Daily:
     return _daily(days, store.rows(sql, params), ("trips", "km"))
 
 
-def _tag_counts(store: Store, as_of_ms: int) -> dict[str, int]:
+def _tag_counts(store: Queryable, as_of_ms: int) -> dict[str, int]:
     rows = store.rows(f"SELECT tag, count() FROM ({_CURRENT_TAGS}) GROUP BY tag ORDER BY tag", {"as_of": as_of_ms})
     return {str(tag): int(n) for tag, n in rows}
 
@@ -192,7 +192,7 @@ def _adoption(owners: int, tag_counts: Mapping[str, int]) -> Adoption:
     return Adoption(owners, counts)
 
 
-def _tags_over_time(store: Store, as_of_ms: int, days: np.ndarray) -> Daily:
+def _tags_over_time(store: Queryable, as_of_ms: int, days: np.ndarray) -> Daily:
     """Owners holding each tag at the end of each day.
 
     Each change counts by how it moves its (owner, tag) pair between "has it" and "has it not", compared with
@@ -217,7 +217,7 @@ def _tags_over_time(store: Store, as_of_ms: int, days: np.ndarray) -> Daily:
     return Daily(days, series)
 
 
-def fetch_report_data(store: Store, as_of_ms: int, days: int = 90) -> ReportData:
+def fetch_report_data(store: Queryable, as_of_ms: int, days: int = 90) -> ReportData:
     """Everything the report shows, as of `as_of_ms`, daily charts over at most the last `days` days."""
     first, last = _window(store, as_of_ms, days)
     window = np.arange(first, last + np.timedelta64(1, "D"), dtype="datetime64[D]")
