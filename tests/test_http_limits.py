@@ -124,8 +124,12 @@ def test_slowloris_cannot_lock_out_probes_nor_exhaust_files_and_ingestion_contin
             assert sent.messages == 50
             assert gw.wait_stored(stored + 50, timeout=30)["messages"] == stored + 50
             assert metric(gw, "vehicle_ingest_http_connections_evicted_total") > 0
-            time.sleep(3 + 1.5)  # past http_idle_timeout_s, the client still holding every socket
-            assert _server_connections(port) == 0  # none held forever
+            # None held forever, the client still holding every socket. Connections the kernel let in late
+            # (SYN retries while the accept queue was full) arrive up to ~30 s later, held 3 s each.
+            deadline = time.monotonic() + 60
+            while _server_connections(port) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert _server_connections(port) == 0
         finally:
             done.set()
             flood.join(30)
