@@ -51,6 +51,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_decode.py --json
 	$(BIN)/python benchmarks/bench_can.py --json
 	$(BIN)/python benchmarks/bench_tags.py --json
+	$(BIN)/python benchmarks/bench_query_isolation.py --json
 	$(MAKE) bench-pipeline
 
 # End to end at increasing offered loads, with the plot and a py-spy profile at 1 M samples/s (~6 min).

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import resource
 import signal
 import time
 from collections.abc import Callable
@@ -429,12 +430,20 @@ def http_limits(config: GatewayConfig) -> HttpLimits:
     )
 
 
+def _raise_open_file_limit() -> None:
+    """Soft limit up to the hard one: the store's files, MQTT and HTTP share it (HTTP is capped on its own)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def run_gateway(config: GatewayConfig) -> int:
     """Open the store, migrate, serve until SIGTERM/SIGINT; 0 after a clean flush, 75 if a batch was left unacked."""
     if config.workers > 1:
         from gateway.workers import run_workers
 
         return run_workers(config)
+    _raise_open_file_limit()
     store = Store.open(config.store)
     applied = store.migrate()
     if applied:
