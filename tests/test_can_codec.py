@@ -15,7 +15,7 @@ from vehicle_ingest.errors import EncodeError
 
 VIN = "WVWZZZ1JZXW000001"
 BASE = 1_795_341_600_000
-GOLDEN = Path(__file__).parent / "golden" / "can_v1.hex"
+GOLDEN = Path(__file__).resolve().parents[1] / "schemas" / "golden" / "can_v1.hex"
 FD_LENGTHS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 32, 48, 64)
 FAST = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

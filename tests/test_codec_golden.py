@@ -21,7 +21,7 @@ from vehicle_ingest.codec import (
     quantize,
 )
 
-GOLDEN = Path(__file__).parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "schemas" / "golden"
 VIN = "WVWZZZ1JZXW000001"
 BASE_TS = 1_795_341_600_000  # 2026-11-22T10:00:00Z
 SEQ = (3 << 32) | 1  # boot counter 3, message counter 1
