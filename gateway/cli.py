@@ -43,7 +43,7 @@ def _simulate_can(args: argparse.Namespace, end_ms: int) -> int:
 
     spec = CanFleetSpec(args.vehicles, end_ms - int(args.duration * 1000), args.duration, args.seed, args.message_s)
     messages, truth = simulate_can_fleet(spec, load_signal_catalog())
-    totals = publish(messages, args.mqtt_url, speedup=args.speedup, connections=args.connections)
+    totals = publish(messages, args.mqtt_url, **_publish_options(args))
     summary = totals.as_dict() | {"can": truth.as_dict()}
     if args.truth:
         Path(args.truth).write_text(json.dumps(summary, indent=1) + "\n")
@@ -77,7 +77,7 @@ def _simulate(args: argparse.Namespace) -> int:
     messages = fleet.messages
     if args.duplicate_shuffle:
         messages = _duplicated_and_shuffled(messages, args.seed)
-    totals = publish(messages, args.mqtt_url, speedup=args.speedup, connections=args.connections)
+    totals = publish(messages, args.mqtt_url, **_publish_options(args))
     summary = totals.as_dict()
     if args.duplicate_shuffle:  # what the broker acked counts copies; the truth is the distinct messages
         summary.update(_distinct_totals(fleet.messages))
@@ -86,6 +86,16 @@ def _simulate(args: argparse.Namespace) -> int:
         Path(args.truth).write_text(json.dumps(document, indent=1) + "\n")
     print(json.dumps(summary))
     return 0 if totals.failed == 0 else 1
+
+
+def _publish_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "speedup": args.speedup,
+        "connections": args.connections,
+        "receipts": args.receipts,
+        "receipt_timeout_s": args.receipt_timeout,
+        "settle_timeout_s": args.settle_timeout,
+    }
 
 
 def _duplicated_and_shuffled(messages: list, seed: int) -> list:
@@ -322,6 +332,9 @@ def _parser() -> argparse.ArgumentParser:
         "--can", action="store_true", help="raw CAN frames (stream `can`) encoded from schemas/can's DBC, one trip each"
     )
     sim.add_argument("--mqtt-url", default=env("VI_MQTT_URL", "mqtt://127.0.0.1:1883"))
+    from gateway.load_cli import add_receipt_flags
+
+    add_receipt_flags(sim)
     sim.set_defaults(func=_simulate)
 
     for name, func, help_text in (("stats", _stats, "what the store holds"), ("sql", _sql, "run a query")):

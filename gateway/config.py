@@ -183,6 +183,15 @@ class GatewayConfig:
     receive_max: int = _setting(
         2000, "mqtt", "MQTT 5 Receive Maximum: messages delivered but not yet acked (stored). At most 65535."
     )
+    receipts: bool = _setting(
+        True,
+        "mqtt",
+        "Publish receipts on `vi/v1/<VIN>/receipt` after the insert holding a message returned (schemas/WIRE_FORMAT.md"
+        " section 13): head units drop their copy only then. Off: head units can rely on the broker's PUBACK only.",
+    )
+    receipt_interval_ms: int = _setting(
+        200, "mqtt", "Receipts are coalesced per VIN over this long: one receipt covers every message settled then."
+    )
     batch_max_messages: int = _setting(
         1000, "batch", f"Messages per batch; at most {_MAX_BATCH_MESSAGES} and at most `receive_max`."
     )
@@ -269,6 +278,7 @@ def _range_problems(c: GatewayConfig) -> list[ConfigError]:
         "query_max_threads",
         "query_max_concurrent",
         "query_max_bytes",
+        "receipt_interval_ms",
     )
     errors = [ConfigError(k, f"must be > 0, got {getattr(c, k)}") for k in positive if getattr(c, k) <= 0]
     if not 1 <= c.workers <= _MAX_WORKERS:

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["add_load_parser"]
+__all__ = ["add_load_parser", "add_receipt_flags"]
 
 
 def _load(args: argparse.Namespace) -> int:
@@ -25,6 +25,9 @@ def _load(args: argparse.Namespace) -> int:
         per_vehicle=args.per_vehicle,
         events_per_hour=args.events_per_hour,
         seed=args.seed,
+        receipts=args.receipts,
+        receipt_timeout_s=args.receipt_timeout,
+        settle_timeout_s=args.settle_timeout,
     )
     try:
         spec.check()
@@ -45,6 +48,23 @@ def _load(args: argparse.Namespace) -> int:
     return 0 if result.totals.failed == 0 else 1
 
 
+def add_receipt_flags(parser: argparse.ArgumentParser) -> None:
+    """Head-unit behaviour of the simulators: keep every message until a gateway receipt covers it."""
+    parser.add_argument(
+        "--receipts",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="count what gateway receipts settle and resend what they do not cover, as head units do;"
+        " --no-receipts counts broker PUBACKs (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--receipt-timeout", type=float, default=30.0, help="resend a message not receipted after this many seconds"
+    )
+    parser.add_argument(
+        "--settle-timeout", type=float, default=60.0, help="after the last publish, wait this long for receipts"
+    )
+
+
 def add_load_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("load", help="load test: a large fleet at a target message rate, PUBACK-counted")
     p.add_argument("--vehicles", type=int, default=10_000)
@@ -57,6 +77,7 @@ def add_load_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--events-per-hour", type=float, default=6.0, help="cockpit events per vehicle per hour")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.add_argument("--truth", help="write what the broker acknowledged to this JSON file")
+    p.add_argument("--truth", help="write what was settled (receipts, or PUBACKs with --no-receipts) to this file")
+    add_receipt_flags(p)
     p.add_argument("--mqtt-url", default=os.environ.get("VI_MQTT_URL", "mqtt://127.0.0.1:1883"))
     p.set_defaults(func=_load)

@@ -41,7 +41,8 @@ def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
 class MqttSettings:
     url: str
     client_id: str
-    topic_filter: str = "vi/v1/+/+"
+    # The three head-unit streams, not vi/v1/+/+: that would bring every receipt we publish back to us.
+    topic_filters: tuple[str, ...] = ("vi/v1/+/signals", "vi/v1/+/events", "vi/v1/+/can")
     share_group: str = ""  # non-empty: subscribe as $share/<group>/<filter>
     session_expiry_s: int = 86_400
     receive_max: int = 2000  # unacked window the broker may keep in flight to us
@@ -49,10 +50,20 @@ class MqttSettings:
     tls_ca: str = ""  # PEM CA file; empty: the system CAs
     tls_cert: str = ""  # PEM client certificate (its CN is our broker user name)
     tls_key: str = ""
+    max_queued_publishes: int = 100_000  # receipts waiting for the broker; more are dropped (and resent later)
+    legacy_filters: tuple[str, ...] = ("vi/v1/+/+",)  # left in resumed sessions by older gateways
+
+    def shared(self, topic_filter: str) -> str:
+        return f"$share/{self.share_group}/{topic_filter}" if self.share_group else topic_filter
+
+    @property
+    def subscriptions(self) -> list[str]:
+        return [self.shared(f) for f in self.topic_filters]
 
     @property
     def subscription(self) -> str:
-        return f"$share/{self.share_group}/{self.topic_filter}" if self.share_group else self.topic_filter
+        """The subscriptions as one line, for logs."""
+        return ", ".join(self.subscriptions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +110,8 @@ class MqttSource:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.max_inflight_messages_set(1000)
+        client.max_queued_messages_set(self.settings.max_queued_publishes)
         return client
 
     def start(self) -> None:
@@ -124,6 +137,12 @@ class MqttSource:
         self._client.loop_stop()
         self._connected = False
         self._metrics.connected.set(0)
+
+    def publish(self, topic: str, payload: bytes) -> bool:
+        """QoS 1, not retained; False when paho's queue is full (the message is dropped: receipts are idempotent,
+        and a head unit without one resends). Disconnected, paho queues it for the resumed session."""
+        info = self._client.publish(topic, payload, qos=1)
+        return info.rc != mqtt.MQTT_ERR_QUEUE_SIZE
 
     def settle(self, deliveries: Sequence[Delivery]) -> int:
         """Ack stored deliveries of the current connection; returns how many were acked.
@@ -158,7 +177,8 @@ class MqttSource:
             if not flags.session_present:  # counted before the reconnect, which is what watchers wait for
                 self._report_lost_session()
             self._metrics.reconnects.inc()
-        client.subscribe(self.settings.subscription, qos=1)
+        client.subscribe([(f, mqtt.SubscribeOptions(qos=1)) for f in self.settings.subscriptions])
+        client.unsubscribe([self.settings.shared(f) for f in self.settings.legacy_filters])
         log.info(
             "mqtt connected (generation %d, session %s), subscribed to %s",
             self._generation,

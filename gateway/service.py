@@ -36,6 +36,7 @@ from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.owners import parse_registry, save_registry
 from vehicle_ingest.privacy import ErasureTarget, erase, set_location_retention
 from vehicle_ingest.reads import QueryLimits, ReadPool, ReadSession
+from vehicle_ingest.receipts import ReceiptBook
 from vehicle_ingest.storage import Store, fleet_stats
 from vehicle_ingest.tags import TagCycle, load_tag_definitions
 from vehicle_ingest.tags.engine import EMIT_CHUNK
@@ -96,6 +97,7 @@ class Gateway:
         self._store_ok = True
         self._last_progress = time.monotonic()
         self._memory_used = False  # set by batches and reads; the memory task hands freed pages back
+        self._receipts = ReceiptBook()
         self.exit_code = 0
         self.source: MqttSource | None = None
         self.http: HttpServer | None = None
@@ -128,12 +130,15 @@ class Gateway:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._ingest_loop(), name="ingest")
                 tasks.create_task(self._release_memory_loop(), name="memory")
+                if self.config.receipts:
+                    tasks.create_task(self._receipts_loop(), name="receipts")
                 if self.config.tags_interval_s > 0:
                     tasks.create_task(self._tags_loop(), name="tags")
                 if self.config.cdp_urls.strip():
                     self._cdp = self._deliverer()
                     tasks.create_task(self._cdp.run(self._stopping, self.config.deliver_interval_s), name="cdp")
         finally:
+            self.publish_receipts()  # what the last batches settled after the receipts task ended
             self.source.close()
             await self.http.close()
             self._read_executor.shutdown(wait=True, cancel_futures=True)
@@ -206,11 +211,29 @@ class Gateway:
         topics = [d.topic for d in batch]
         payloads = [d.payload for d in batch]
         outcome = await self._ingest_with_retry(topics, payloads)
+        if self.config.receipts:
+            self._receipts.add(outcome.verdicts)  # the insert returned: these are settled
         self.source.settle(batch)
         self._last_progress = time.monotonic()
         self._memory_used = True
         if outcome.rejected:
             log.info("rejected %s", dict(outcome.rejected))
+
+    async def _receipts_loop(self) -> None:
+        """Every receipt_interval_ms, one receipt per VIN with settled messages (the last round: `run`, on exit)."""
+        while not self._stopping.is_set():
+            await self._sleep_unless_stopping(self.config.receipt_interval_ms / 1000)
+            self.publish_receipts()
+
+    def publish_receipts(self) -> None:
+        assert self.source is not None
+        metrics = self._metrics
+        for topic, payload in self._receipts.drain():
+            if self.source.publish(topic, payload):
+                metrics.receipts.inc()
+                metrics.receipt_bytes.inc(len(payload))
+            else:
+                metrics.receipts_dropped.inc()
 
     async def _release_memory_loop(self) -> None:
         """Hand the engine's freed pages back to the OS every few seconds after batches or reads: RSS stays flat.

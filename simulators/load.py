@@ -27,7 +27,8 @@ import msgpack
 import numpy as np
 
 from simulators.fleet import SimMessage, make_vin
-from simulators.publisher import PublishTotals, _Publisher
+from simulators.headunit import Outstanding
+from simulators.publisher import PublishTotals, Resender, _Publisher
 from vehicle_ingest.catalog import EventCatalog, SignalCatalog
 from vehicle_ingest.codec import Kind, SignalBlock, encode_events, encode_signals, quantize
 
@@ -66,6 +67,9 @@ class LoadSpec:
     inflight: int = 1000  # unacked publishes per connection
     seed: int = 7
     vin_prefix: str = "LDX"
+    receipts: bool = False  # count what gateway receipts settle and resend what they do not cover, as head units do
+    receipt_timeout_s: float = 30.0
+    settle_timeout_s: float = 60.0  # after the last publish, wait this long for receipts
 
     @property
     def period_s(self) -> float:
@@ -233,14 +237,29 @@ def run_load(
     fleet = LoadFleet(spec, signals, events)
     if spec.per_vehicle:
         return asyncio.run(_run_per_vehicle(spec, url, fleet, progress))
-    pubs = [_Publisher(url, f"vi-load-{i}", spec.inflight) for i in range(min(spec.connections, spec.vehicles))]
+    outstanding = Outstanding() if spec.receipts else None
+    n = min(spec.connections, spec.vehicles)
+    pubs = [_Publisher(url, f"vi-load-{i}", spec.inflight, outstanding if i == 0 else None) for i in range(n)]
+    resender = Resender(pubs, outstanding, spec.receipt_timeout_s) if outstanding is not None else None
     bar = Progress(progress, lambda: (sum(p.totals.messages for p in pubs), sum(p.totals.samples for p in pubs)))
     started = time.monotonic()
-    sent = _schedule(spec, lambda v, m: pubs[v % len(pubs)].send(m), fleet, bar)
-    for p in pubs:
-        p.finish(timeout=60)
+    try:
+        sent = _schedule(spec, lambda v, m: pubs[v % len(pubs)].send(m, outstanding), fleet, bar)
+        for p in pubs:
+            p.finish(timeout=60)
+        if outstanding is not None:
+            outstanding.wait_empty(spec.settle_timeout_s)
+    finally:
+        if resender is not None:
+            resender.stop()
+        for p in pubs:
+            p.close()
     bar.tick(sent, force=True)
-    totals = PublishTotals.merged([p.totals for p in pubs], time.monotonic() - started)
+    seconds = time.monotonic() - started
+    if outstanding is not None:
+        totals = PublishTotals.from_receipts(outstanding, seconds)
+    else:
+        totals = PublishTotals.merged([p.totals for p in pubs], seconds)
     return LoadResult(totals, sent, spec.rate, spec.samples_per_message, len(pubs))
 
 

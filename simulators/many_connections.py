@@ -3,6 +3,9 @@
 This is what a broker sees from a real fleet: every head unit its own TCP
 connection, client id and keepalive. Each vehicle publishes once per period
 at its own phase and awaits its PUBACK; only acknowledged messages count.
+With receipts, each vehicle also subscribes to its own receipt topic, keeps
+every message until a receipt covers it and resends it after a timeout, and
+the totals are what receipts settled.
 """
 
 from __future__ import annotations
@@ -16,7 +19,9 @@ import aiomqtt
 from paho.mqtt.enums import MQTTProtocolVersion
 
 from gateway.mqtt_source import parse_mqtt_url
+from simulators.headunit import Outstanding
 from simulators.publisher import PublishTotals
+from vehicle_ingest.receipts import message_identity, receipt_topic
 
 if TYPE_CHECKING:
     from simulators.load import LoadFleet, LoadResult, LoadSpec
@@ -27,11 +32,31 @@ _CONNECTS_AT_ONCE = 64
 
 
 class _Count:
-    def __init__(self) -> None:
+    def __init__(self, receipts: bool) -> None:
         self.totals = PublishTotals()
         self.sent = 0
         self.connected = 0
         self.started: float | None = None  # when publishing began (all connected)
+        self.outstanding = Outstanding() if receipts else None
+        self.clients: dict[str, aiomqtt.Client] = {}  # by VIN: who resends a message
+
+
+async def _receipts(client: aiomqtt.Client, outstanding: Outstanding) -> None:
+    async for message in client.messages:
+        outstanding.on_receipt(bytes(message.payload))  # type: ignore[arg-type]
+
+
+async def _resend(count: _Count, timeout_s: float, stop: asyncio.Event) -> None:
+    assert count.outstanding is not None
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 0.5)
+        for msg in count.outstanding.due(timeout_s):
+            identity = message_identity(msg.payload)
+            client = count.clients.get(identity[0]) if identity else None
+            if client is not None:
+                with contextlib.suppress(aiomqtt.MqttError):
+                    await client.publish(msg.topic, msg.payload, qos=1, timeout=60)
 
 
 async def _vehicle(
@@ -50,6 +75,12 @@ async def _vehicle(
     async with connecting:
         await client.__aenter__()
     count.connected += 1
+    listener = None
+    if count.outstanding is not None:
+        vin = fleet.vins[vehicle]
+        count.clients[vin] = client
+        await client.subscribe(receipt_topic(vin), qos=1)
+        listener = asyncio.create_task(_receipts(client, count.outstanding))
     try:
         await go.wait()
         period = spec.period_s
@@ -62,12 +93,25 @@ async def _vehicle(
                 messages.append(fleet.event_message_for(vehicle))
             for msg in messages:
                 count.sent += 1
+                if count.outstanding is not None:
+                    count.outstanding.sent(msg)
                 with contextlib.suppress(aiomqtt.MqttError):  # not acked: counted as failed at the end
                     await client.publish(msg.topic, msg.payload, qos=1, timeout=60)
                     count.totals.add(msg)
+        if count.outstanding is not None:
+            await _settled(count.outstanding, spec.settle_timeout_s)
     finally:
+        if listener is not None:
+            listener.cancel()
         with contextlib.suppress(aiomqtt.MqttError):
             await client.__aexit__(None, None, None)
+
+
+async def _settled(outstanding: Outstanding, timeout_s: float) -> None:
+    """Stay connected (to hear receipts and resend) until every vehicle's messages are covered, or time is up."""
+    deadline = time.monotonic() + timeout_s
+    while len(outstanding) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
 
 
 async def _report(count: _Count, spec: LoadSpec, progress: TextIO | None, stop: asyncio.Event) -> None:
@@ -87,10 +131,11 @@ async def publish_per_vehicle(spec: LoadSpec, url: str, fleet: LoadFleet, progre
     from simulators.load import LoadResult
 
     host, port, _tls = parse_mqtt_url(url)
-    count = _Count()
+    count = _Count(spec.receipts)
     go, stop = asyncio.Event(), asyncio.Event()
     gates = (asyncio.Semaphore(_CONNECTS_AT_ONCE), go)
     reporter = asyncio.create_task(_report(count, spec, progress, stop))
+    resender = asyncio.create_task(_resend(count, spec.receipt_timeout_s, stop)) if spec.receipts else None
     tasks = [asyncio.create_task(_vehicle(v, spec, host, port, fleet, count, gates)) for v in range(spec.vehicles)]
     while count.connected < spec.vehicles and not any(t.done() for t in tasks):
         await asyncio.sleep(0.05)
@@ -99,9 +144,15 @@ async def publish_per_vehicle(spec: LoadSpec, url: str, fleet: LoadFleet, progre
     results = await asyncio.gather(*tasks, return_exceptions=True)
     stop.set()
     await reporter
+    if resender is not None:
+        await resender
     errors = [r for r in results if isinstance(r, BaseException)]
     if errors:
         raise ConnectionError(f"{len(errors)} of {spec.vehicles} vehicle connections failed: {errors[0]!r}")
-    count.totals.seconds = time.monotonic() - started
-    count.totals.failed = count.sent - count.totals.messages
+    seconds = time.monotonic() - started
+    if count.outstanding is not None:
+        count.totals = PublishTotals.from_receipts(count.outstanding, seconds)
+    else:
+        count.totals.seconds = seconds
+        count.totals.failed = count.sent - count.totals.messages
     return LoadResult(count.totals, count.sent, spec.rate, spec.samples_per_message, connections=count.connected)

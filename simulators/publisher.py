@@ -1,7 +1,10 @@
-"""Publish simulated messages over MQTT 5 at QoS 1 and count what the broker acknowledged.
+"""Publish simulated messages over MQTT 5 at QoS 1, as receipt-aware head units, and count what was settled.
 
-The truth file counts only messages whose PUBACK arrived: those are the ones
-the broker took responsibility for, and so the ones the store must hold.
+With `receipts` (the CLI default), a message counts once a gateway receipt covers it: only then is
+it stored (schemas/WIRE_FORMAT.md section 13). Messages not covered are resent after a reconnect
+and after `receipt_timeout_s`, like a head unit that keeps its buffer, and whatever is still not
+covered at the end counts as failed. Without receipts, a message counts when its PUBACK arrives:
+the broker took responsibility for it (in memory; mosquitto writes it at its next autosave).
 """
 
 from __future__ import annotations
@@ -15,8 +18,11 @@ import paho.mqtt.client as mqtt
 
 from gateway.mqtt_source import parse_mqtt_url
 from simulators.fleet import SimMessage
+from simulators.headunit import Outstanding
 
-__all__ = ["PublishTotals", "publish"]
+RECEIPT_FILTER = "vi/v1/+/receipt"  # a simulated fleet listens for all its vehicles on one connection
+
+__all__ = ["RECEIPT_FILTER", "PublishTotals", "Resender", "publish"]
 
 
 @dataclass
@@ -28,6 +34,8 @@ class PublishTotals:
     bytes: int = 0
     seconds: float = 0.0
     failed: int = 0
+    rejected: int = 0  # receipts said: rejected for good (dead-lettered)
+    resent: int = 0  # copies sent again because no receipt covered them in time, or after a reconnect
     by_mid: dict[int, SimMessage] = field(default_factory=dict, repr=False)
 
     def add(self, msg: SimMessage) -> None:
@@ -60,21 +68,39 @@ class PublishTotals:
             "bytes": self.bytes,
             "seconds": round(self.seconds, 3),
             "failed": self.failed,
+            "rejected": self.rejected,
+            "resent": self.resent,
         }
+
+    @classmethod
+    def from_receipts(cls, outstanding: Outstanding, seconds: float) -> PublishTotals:
+        """What receipts settled: stored messages with their samples, rejected ones; unreceipted ones failed."""
+        totals = cls(seconds=seconds)
+        for msg in outstanding.settled.stored:
+            totals.add(msg)
+        totals.rejected = sum(outstanding.settled.rejected.values())
+        totals.messages += totals.rejected
+        totals.failed = len(outstanding) + len(outstanding.unkeyed)
+        totals.resent = outstanding.settled.resent
+        return totals
 
 
 class _Publisher:
-    def __init__(self, url: str, client_id: str, inflight: int) -> None:
+    def __init__(self, url: str, client_id: str, inflight: int, outstanding: Outstanding | None = None) -> None:
         self.totals = PublishTotals()
         self._lock = threading.Lock()
         self._early: dict[int, bool] = {}
         self._window = threading.Semaphore(inflight)
         self._connected = threading.Event()
+        self._connections = 0
+        self._outstanding = outstanding  # receipts: this connection listens for them
+        self.reconnected = threading.Event()  # the resender sends every unreceipted message again
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         self.client.max_inflight_messages_set(inflight)
         self.client.max_queued_messages_set(0)
         self.client.on_publish = self._on_publish
-        self.client.on_connect = lambda *_a: self._connected.set()
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
         host, port, tls = parse_mqtt_url(url)
         if tls:
             self.client.tls_set()
@@ -82,6 +108,20 @@ class _Publisher:
         self.client.loop_start()
         if not self._connected.wait(10):
             raise ConnectionError(f"no CONNACK from {url}")
+
+    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, rc: object, _p: object) -> None:
+        if getattr(rc, "is_failure", False):
+            return
+        self._connections += 1
+        if self._outstanding is not None:
+            client.subscribe(RECEIPT_FILTER, qos=1)
+        if self._connections > 1:
+            self.reconnected.set()
+        self._connected.set()
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        if self._outstanding is not None:
+            self._outstanding.on_receipt(msg.payload)
 
     def _settle(self, msg: SimMessage, failed: bool) -> None:
         if failed:
@@ -99,7 +139,9 @@ class _Publisher:
                 self._settle(msg, failed)
         self._window.release()
 
-    def send(self, msg: SimMessage) -> None:
+    def send(self, msg: SimMessage, outstanding: Outstanding | None = None) -> None:
+        if outstanding is not None:
+            outstanding.sent(msg)
         self._window.acquire()
         # Not under self._lock: paho calls on_publish holding its own lock,
         # and publish() takes that lock too.
@@ -114,8 +156,33 @@ class _Publisher:
         deadline = time.monotonic() + timeout
         while self.totals.by_mid and time.monotonic() < deadline:
             time.sleep(0.02)
+
+    def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
+
+
+class Resender:
+    """A head unit's resend duty: every message not receipted, after a reconnect and after `timeout_s`."""
+
+    def __init__(self, pubs: Sequence[_Publisher], outstanding: Outstanding, timeout_s: float) -> None:
+        self._pubs, self._outstanding, self._timeout_s = pubs, outstanding, timeout_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="resender", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.25):
+            reconnected = [p for p in self._pubs if p.reconnected.is_set()]
+            for p in reconnected:
+                p.reconnected.clear()
+            due = self._outstanding.everything() if reconnected else self._outstanding.due(self._timeout_s)
+            for i, msg in enumerate(due):
+                self._pubs[i % len(self._pubs)].send(msg)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def publish(
@@ -126,17 +193,40 @@ def publish(
     connections: int = 1,
     inflight: int = 500,
     client_prefix: str = "vi-sim",
+    receipts: bool = False,
+    receipt_timeout_s: float = 30.0,
+    settle_timeout_s: float = 60.0,
 ) -> PublishTotals:
-    """Send `messages` in order; `speedup` > 0 paces them at that multiple of simulated time."""
-    pubs = [_Publisher(url, f"{client_prefix}-{i}", inflight) for i in range(max(1, connections))]
+    """Send `messages` in order; `speedup` > 0 paces them at that multiple of simulated time.
+
+    With `receipts`, wait up to `settle_timeout_s` after the last PUBACK for receipts to cover every
+    message, resending as a head unit does; the totals are what receipts settled.
+    """
+    outstanding = Outstanding() if receipts else None
+    pubs = [
+        _Publisher(url, f"{client_prefix}-{i}", inflight, outstanding if i == 0 else None)
+        for i in range(max(1, connections))
+    ]
+    resender = Resender(pubs, outstanding, receipt_timeout_s) if outstanding is not None else None
     started = time.monotonic()
     sim_origin = messages[0].sim_ts if messages else 0
-    for i, msg in enumerate(messages):
-        if speedup > 0:
-            due = started + (msg.sim_ts - sim_origin) / 1000 / speedup
-            if (wait := due - time.monotonic()) > 0:
-                time.sleep(wait)
-        pubs[i % len(pubs)].send(msg)
-    for p in pubs:
-        p.finish(timeout=60)
-    return PublishTotals.merged([p.totals for p in pubs], time.monotonic() - started)
+    try:
+        for i, msg in enumerate(messages):
+            if speedup > 0:
+                due = started + (msg.sim_ts - sim_origin) / 1000 / speedup
+                if (wait := due - time.monotonic()) > 0:
+                    time.sleep(wait)
+            pubs[i % len(pubs)].send(msg, outstanding)
+        for p in pubs:
+            p.finish(timeout=60)
+        if outstanding is not None:
+            outstanding.wait_empty(settle_timeout_s)
+    finally:
+        if resender is not None:
+            resender.stop()
+        for p in pubs:
+            p.close()
+    seconds = time.monotonic() - started
+    if outstanding is not None:
+        return PublishTotals.from_receipts(outstanding, seconds)
+    return PublishTotals.merged([p.totals for p in pubs], seconds)

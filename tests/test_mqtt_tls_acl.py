@@ -22,6 +22,7 @@ from gateway.broker import free_port, mosquitto_path, stop_process, wait_for_por
 from gateway.config import GatewayConfig
 from gateway.demo import GatewayProcess
 from tests.helpers import speed_message
+from vehicle_ingest.receipts import Receipt, decode_receipt
 
 pytestmark = pytest.mark.integration
 
@@ -126,9 +127,28 @@ def _wait_for(client: Client, topic: str, timeout: float = 10) -> list[str]:
 
 
 def test_vehicle_publishes_to_its_own_topics(clients):
-    assert clients["a"].publish(f"vi/v1/{VIN_A}/signals", b"own") == 0
-    assert clients["a"].publish(f"vi/v1/{VIN_A}/events", b"own") == 0
-    assert _wait_for(clients["reader"], f"vi/v1/{VIN_A}/events") == [f"vi/v1/{VIN_A}/signals", f"vi/v1/{VIN_A}/events"]
+    streams = [f"vi/v1/{VIN_A}/{s}" for s in ("signals", "events", "can")]
+    assert [clients["a"].publish(topic, b"own") for topic in streams] == [0, 0, 0]
+    assert _wait_for(clients["reader"], streams[-1]) == streams
+
+
+def test_a_vehicle_reads_its_own_receipts_only_and_only_the_gateway_writes_them(clients, tls_port, pki):
+    a, b = clients["a"], Client(tls_port, pki, VIN_B, "vehicle-b-receipts")
+    gateway = Client(tls_port, pki, GATEWAY_CN, "gateway-receipts")
+    try:
+        a.subscribe("vi/v1/+/receipt")  # granted, but `read` is applied per message: only A's own arrive
+        b.subscribe(f"vi/v1/{VIN_B}/receipt")
+        assert a.publish(f"vi/v1/{VIN_B}/receipt", b"forged receipt") == NOT_AUTHORIZED
+        assert a.publish(f"vi/v1/{VIN_A}/receipt", b"self-receipt") == NOT_AUTHORIZED
+        assert gateway.publish(f"vi/v1/{VIN_B}/receipt", b"for B") == 0
+        assert gateway.publish(f"vi/v1/{VIN_A}/receipt", b"for A") == 0
+        assert _wait_for(a, f"vi/v1/{VIN_A}/receipt") == [f"vi/v1/{VIN_A}/receipt"]
+        assert _wait_for(b, f"vi/v1/{VIN_B}/receipt") == [f"vi/v1/{VIN_B}/receipt"]
+        assert [p for _, p in a.received] == [b"for A"] and [p for _, p in b.received] == [b"for B"]
+        assert [t for t, _ in clients["reader"].received if t.endswith("/receipt")] == []  # the gateway reads none
+    finally:
+        b.close()
+        gateway.close()
 
 
 def test_vehicle_cannot_publish_as_another_vehicle(clients):
@@ -214,6 +234,7 @@ def test_gateway_over_tls_stores_what_a_vehicle_publishes(clients, tls_port, pki
     )
     try:
         gw.wait_ready()
+        clients["a"].subscribe(f"vi/v1/{VIN_A}/receipt")
         message = speed_message(VIN_A, 42)
         assert clients["a"].publish(message.topic, message.payload) == 0
         forged = speed_message(VIN_B, 43)
@@ -222,6 +243,10 @@ def test_gateway_over_tls_stores_what_a_vehicle_publishes(clients, tls_port, pki
         while gw.stats()["messages"] < 1 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert gw.sql("SELECT vin, seq, count() FROM signals GROUP BY vin, seq") == [[VIN_A, 42, 10]]
+        # The vehicle hears it is stored, through the ACL that lets only the gateway write receipts.
+        receipt = _wait_for(clients["a"], f"vi/v1/{VIN_A}/receipt")
+        assert receipt == [f"vi/v1/{VIN_A}/receipt"]
+        assert decode_receipt(clients["a"].received[0][1]) == Receipt(VIN_A, ((42, 42),), ())
     finally:
         assert gw.stop() == 0
 
@@ -243,7 +268,7 @@ def test_tls_settings_are_checked(settings, key, problem, pki):
 def test_gateway_identity_reads_through_a_shared_subscription(clients, tls_port, pki):
     shared = Client(tls_port, pki, GATEWAY_CN, "gateway-shared")
     try:
-        shared.subscribe("$share/vehicle-ingest/vi/v1/+/+")
+        shared.subscribe("$share/vehicle-ingest/vi/v1/+/events")
         assert clients["a"].publish(f"vi/v1/{VIN_A}/events", b"to the group") == 0
         assert _wait_for(shared, f"vi/v1/{VIN_A}/events") == [f"vi/v1/{VIN_A}/events"]
     finally:

@@ -58,7 +58,7 @@ BAD: dict[str, Callable[[str], SimMessage]] = {
     "invalid_vin": lambda vin: speed_message("SMXIIIIIIIIIIIIII", 905),
     "vin_mismatch": lambda vin: speed_message(vin, 906, topic_vin="SMXTHERVEHXCLE001"),
     "kind_mismatch": lambda vin: raw_message(f"vi/v1/{vin}/events", speed_message(vin, 907).payload),
-    "bad_topic": lambda vin: raw_message(f"vi/v1/{vin}/telemetry", speed_message(vin, 908).payload),
+    "bad_topic": lambda vin: raw_message(f"vi/v1/{vin}X/signals", speed_message(vin, 908).payload),
     "timestamp_skew": lambda vin: speed_message(vin, 909, base_ts=now_ms() + 86_400_000),
     "timestamp_skew_past": lambda vin: speed_message(vin, 910, base_ts=now_ms() - 3 * 86_400_000),
 }

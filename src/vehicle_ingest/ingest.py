@@ -19,8 +19,9 @@ import numpy as np
 from vehicle_ingest.can.models import CanDecoder
 from vehicle_ingest.can.stage import CanStage, is_can_payload
 from vehicle_ingest.catalog import EventCatalog, SignalCatalog
-from vehicle_ingest.codec import MAX_PAYLOAD_BYTES, DecodedBatch, decode
+from vehicle_ingest.codec import MAX_PAYLOAD_BYTES, DecodedBatch, Status, decode
 from vehicle_ingest.metrics import Metrics
+from vehicle_ingest.receipts import Verdicts
 from vehicle_ingest.storage import DeadLetterRows, EventRows, SignalRows, Store
 from vehicle_ingest.validate import Reason, SkewPolicy, TopicColumns, parse_topics, validate
 
@@ -41,6 +42,7 @@ class IngestOutcome:
     samples: int = 0
     events: int = 0
     rejected: Tally[str] = field(default_factory=Tally)
+    verdicts: Verdicts = field(default_factory=Verdicts.empty)  # what the head units' receipts say
 
     def add(self, other: IngestOutcome) -> IngestOutcome:
         self.stored += other.stored
@@ -48,7 +50,21 @@ class IngestOutcome:
         self.samples += other.samples
         self.events += other.events
         self.rejected += other.rejected
+        self.verdicts = self.verdicts + other.verdicts
         return self
+
+
+_LABELS = np.array(["" if r == Reason.OK else r.label for r in Reason], dtype=object)
+_LABEL_OF = np.zeros(max(Reason) + 1, dtype=np.int64)
+_LABEL_OF[[int(r) for r in Reason]] = np.arange(len(Reason))
+
+
+def _verdicts(topics: TopicColumns, batch: DecodedBatch, reason: np.ndarray) -> Verdicts:
+    """Receipts cover messages whose header was read whole (the decoder said OK or EMPTY): their seq is
+    known. A message the decoder could not read gets none; it is a dead letter for a person to look at."""
+    m = batch.messages
+    rows = np.flatnonzero((m.status == Status.OK) | (m.status == Status.EMPTY))
+    return Verdicts(topics.vin[rows], m.seq[rows], _LABELS[_LABEL_OF[reason[rows]]])
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +140,7 @@ class Ingestor:
         samples, _ = self._can.insert(batch, values, ids, plan, now_ms)
         self._metrics.insert_seconds.observe(perf_counter() - decoded_at)
         fresh = plan.fresh & (reason == Reason.OK)
-        outcome = IngestOutcome(stored=int(fresh.sum()), samples=samples)
+        outcome = IngestOutcome(stored=int(fresh.sum()), samples=samples, verdicts=_verdicts(topic_cols, batch, reason))
         outcome.duplicates = int(((reason == Reason.OK) & ~fresh).sum())
         outcome.rejected = Tally(Reason(int(r)).label for r in reason[reason != Reason.OK])
         self._count(outcome, batch, fresh, now_ms)
@@ -142,6 +158,7 @@ class Ingestor:
         fresh = self._drop_stored(batch, ids, reason)
         self._store_rejected(topics, payloads, batch, topic_cols, reason, now_ms)
         outcome = self._store_accepted(batch, ids, fresh, now_ms)
+        outcome.verdicts = _verdicts(topic_cols, batch, reason)
         self._metrics.insert_seconds.observe(perf_counter() - decoded_at)
         outcome.duplicates = int(((reason == Reason.OK) & ~fresh).sum())
         outcome.rejected = Tally(Reason(int(r)).label for r in reason[reason != Reason.OK])

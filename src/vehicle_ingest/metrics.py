@@ -34,6 +34,9 @@ class Metrics:
     can_frames_unknown: Counter
     can_values_unmapped: Counter
     http_evictions: Counter
+    receipts: Counter
+    receipt_bytes: Counter
+    receipts_dropped: Counter
     unacked: Gauge
     receive_max: Gauge
     connected: Gauge
@@ -84,6 +87,11 @@ class Metrics:
             http_evictions=counter(
                 "http_connections_evicted",
                 "Idle HTTP connections closed because a new one arrived at http_max_connections.",
+            ),
+            receipts=counter("receipts_published", "Receipts published to head units (one per VIN and interval)."),
+            receipt_bytes=counter("receipt_bytes", "Payload bytes of the receipts published."),
+            receipts_dropped=counter(
+                "receipts_dropped", "Receipts not published: the MQTT client's queue was full (head units resend)."
             ),
             unacked=gauge("unacked_messages", "Messages received and not yet acked to the broker."),
             receive_max=gauge("receive_max", "Configured MQTT 5 Receive Maximum: the limit of unacked_messages."),

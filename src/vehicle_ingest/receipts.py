@@ -1,0 +1,179 @@
+"""Receipts: after the insert that holds a message returned, the gateway tells its head unit which seqs are settled.
+
+The broker's PUBACK only says the broker holds a message (in memory, for mosquitto until its
+next autosave). A receipt says the store holds it: only then may a head unit drop its own copy.
+One receipt per VIN carries ranges of stored seqs and the seqs rejected for good, coalesced over
+a short interval, on `vi/v1/<VIN>/receipt` (schemas/WIRE_FORMAT.md section 13):
+
+    [version 1, kind 16, vin, [[first_seq, last_seq], ...], [[seq, reason], ...]]
+
+Ranges are inclusive, ascending and disjoint. A redelivered copy of a stored message is
+receipted again: receipts are idempotent, and a head unit that missed one just resends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import msgpack
+import numpy as np
+
+from vehicle_ingest.codec import FORMAT_VERSION
+
+__all__ = [
+    "RECEIPT_KIND",
+    "Receipt",
+    "ReceiptBook",
+    "ReceiptError",
+    "Verdicts",
+    "decode_receipt",
+    "encode_receipt",
+    "message_identity",
+    "receipt_topic",
+    "seq_ranges",
+]
+
+RECEIPT_KIND = 16  # kinds 1-3 travel vehicle -> gateway; 16 and up gateway -> vehicle
+_MAX_RECEIPT_BYTES = 256 * 1024
+
+
+class ReceiptError(ValueError):
+    """A payload that is not a receipt of this version (a head unit ignores it and logs why)."""
+
+
+def receipt_topic(vin: str) -> str:
+    return f"vi/v1/{vin}/receipt"
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    vin: str
+    stored: tuple[tuple[int, int], ...] = ()
+    rejected: tuple[tuple[int, str], ...] = ()
+
+    def covers(self, seq: int) -> bool:
+        return any(a <= seq <= b for a, b in self.stored) or any(s == seq for s, _ in self.rejected)
+
+
+def encode_receipt(receipt: Receipt) -> bytes:
+    stored = [[a, b] for a, b in receipt.stored]
+    rejected = [[s, reason] for s, reason in receipt.rejected]
+    return msgpack.packb([FORMAT_VERSION, RECEIPT_KIND, receipt.vin, stored, rejected])
+
+
+def decode_receipt(payload: bytes) -> Receipt:
+    """The receipt in `payload`, or ReceiptError naming what is wrong with its shape."""
+    if len(payload) > _MAX_RECEIPT_BYTES:
+        raise ReceiptError(f"{len(payload)} bytes: more than {_MAX_RECEIPT_BYTES}")
+    try:  # msgpack bounds every declared length by the payload's own length
+        value = msgpack.unpackb(payload, strict_map_key=True)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise ReceiptError(f"not msgpack: {exc}") from exc
+    if not (isinstance(value, list) and len(value) == 5):
+        raise ReceiptError("not an array of 5")
+    version, kind, vin, stored, rejected = value
+    if version != FORMAT_VERSION or kind != RECEIPT_KIND:
+        raise ReceiptError(f"version {version!r} kind {kind!r}: expected {FORMAT_VERSION} and {RECEIPT_KIND}")
+    if not (isinstance(vin, str) and len(vin) == 17 and isinstance(stored, list) and isinstance(rejected, list)):
+        raise ReceiptError("vin, stored or rejected has the wrong type")
+    ranges = tuple(_pair(r, int, int) for r in stored)
+    if any(a > b for a, b in ranges):
+        raise ReceiptError("a stored range ends before it starts")
+    return Receipt(vin, ranges, tuple(_pair(r, int, str) for r in rejected))
+
+
+def _pair(item: object, first: type, second: type) -> tuple:
+    ok = isinstance(item, list) and len(item) == 2 and isinstance(item[0], first) and isinstance(item[1], second)
+    if not ok or isinstance(item[0], bool) or (first is int and item[0] < 0):  # type: ignore[index]
+        raise ReceiptError(f"expected [{first.__name__}, {second.__name__}], got {item!r}")
+    return (item[0], item[1])  # type: ignore[index]
+
+
+def message_identity(payload: bytes) -> tuple[str, int] | None:
+    """(vin, seq) from a payload's header (schemas/WIRE_FORMAT.md section 3), or None when it has none.
+
+    What a head unit keys its buffer by; reads five header elements, never the body.
+    """
+    unpacker = msgpack.Unpacker(max_buffer_size=len(payload) + 1)
+    unpacker.feed(payload)
+    try:
+        if unpacker.read_array_header() != 6:
+            return None
+        _version, _kind, vin, seq = (unpacker.unpack() for _ in range(4))
+    except (ValueError, msgpack.OutOfData, msgpack.FormatError, msgpack.StackError):
+        return None
+    if not (isinstance(vin, str) and isinstance(seq, int)) or isinstance(seq, bool) or seq < 0:
+        return None
+    return vin, seq
+
+
+def seq_ranges(seqs: np.ndarray) -> list[tuple[int, int]]:
+    """Inclusive ranges of the distinct values of `seqs` (uint64), ascending."""
+    s = np.unique(np.asarray(seqs, dtype=np.uint64))
+    if len(s) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(s) != 1)
+    starts = np.concatenate(([0], breaks + 1))
+    ends = np.concatenate((breaks, [len(s) - 1]))
+    return list(zip(s[starts].tolist(), s[ends].tolist(), strict=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Verdicts:
+    """Per settled message of a batch: whose it is (the topic's VIN), its seq, and "" (stored) or the reason."""
+
+    vin: np.ndarray  # 'S17'; b"" when the topic named no vehicle
+    seq: np.ndarray  # uint64
+    reason: np.ndarray  # object array of str: "" for stored (or already stored), else the rejection reason
+
+    @classmethod
+    def empty(cls) -> Verdicts:
+        return cls(np.zeros(0, "S17"), np.zeros(0, np.uint64), np.zeros(0, object))
+
+    def __add__(self, other: Verdicts) -> Verdicts:
+        return Verdicts(
+            np.concatenate((self.vin, other.vin)),
+            np.concatenate((self.seq, other.seq)),
+            np.concatenate((self.reason, other.reason)),
+        )
+
+    def __len__(self) -> int:
+        return len(self.seq)
+
+
+@dataclass
+class ReceiptBook:
+    """Settled seqs per VIN since the last drain: one receipt per VIN and interval, however many messages."""
+
+    _stored: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    _rejected: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+
+    def add(self, verdicts: Verdicts) -> None:
+        named = np.flatnonzero(verdicts.vin != b"")
+        if len(named) == 0:
+            return
+        order = named[np.argsort(verdicts.vin[named], kind="stable")]
+        vin_sorted = verdicts.vin[order]
+        bounds = np.flatnonzero(vin_sorted[1:] != vin_sorted[:-1]) + 1
+        for rows in np.split(order, bounds):  # one iteration per VIN, not per message
+            vin = bytes(verdicts.vin[rows[0]]).decode("ascii", "replace")
+            reason = verdicts.reason[rows]
+            stored = reason == ""
+            if stored.any():
+                self._stored.setdefault(vin, []).append(verdicts.seq[rows[stored]])
+            if not stored.all():
+                rejected = zip(verdicts.seq[rows[~stored]].tolist(), reason[~stored].tolist(), strict=True)
+                self._rejected.setdefault(vin, []).extend(rejected)
+
+    def __len__(self) -> int:
+        return len(self._stored.keys() | self._rejected.keys())
+
+    def drain(self) -> Iterator[tuple[str, bytes]]:
+        """(topic, payload) of one receipt per VIN with anything settled; the book is empty afterwards."""
+        stored, rejected = self._stored, self._rejected
+        self._stored, self._rejected = {}, {}
+        for vin in stored.keys() | rejected.keys():
+            ranges = seq_ranges(np.concatenate(stored[vin])) if vin in stored else []
+            receipt = Receipt(vin, tuple(ranges), tuple(sorted(set(rejected.get(vin, ())))))
+            yield receipt_topic(vin), encode_receipt(receipt)
