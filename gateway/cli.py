@@ -126,12 +126,12 @@ class GatewayError(VehicleIngestError):
         self.status = status
 
 
-def _http_json(url: str, body: bytes | None = None) -> Any:
+def _http_json(url: str, body: bytes | None = None, timeout_s: float = 120) -> Any:
     request = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
     if token := os.environ.get(env_name("api_token")):  # the gateway's /api needs it unless on loopback
         request.add_unredirected_header("Authorization", f"Bearer {token}")  # not sent on to a redirect
     try:
-        with urllib.request.urlopen(request, timeout=120) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         if exc.code == 401:
@@ -147,9 +147,9 @@ def _reason_of(body: bytes) -> str:
         return body.decode("utf-8", "replace").strip().splitlines()[0][:500] if body.strip() else "no reason given"
 
 
-def _api(args: argparse.Namespace, path: str, body: bytes | None = None) -> Any:
+def _api(args: argparse.Namespace, path: str, body: bytes | None = None, timeout_s: float = 120) -> Any:
     """Ask the running gateway at --gateway."""
-    return _http_json(args.gateway.rstrip("/") + path, body)
+    return _http_json(args.gateway.rstrip("/") + path, body, timeout_s)
 
 
 def _in_store(dsn: str, work: Callable[[Any], T]) -> T:
@@ -274,13 +274,17 @@ def _owners(args: argparse.Namespace) -> int:
 
 
 def _erase(args: argparse.Namespace) -> int:
-    from vehicle_ingest.privacy import ErasureTarget, erase
+    """Exit 1 with one line when the store holds no row of the target (nothing is deleted then)."""
+    from vehicle_ingest.privacy import ERASE_WAIT_S, ErasureTarget, erase
 
     target = ErasureTarget(owner=args.owner or "", vin=args.vin or "")
     if args.gateway:
-        print(json.dumps(_api(args, "/api/erase", json.dumps({"owner": target.owner, "vin": target.vin}).encode())))
+        body = json.dumps({"owner": target.owner, "vin": target.vin, "dry_run": args.dry_run}).encode()
+        # The gateway answers once the replaced parts are off the disk: on a server, old_parts_lifetime.
+        print(json.dumps(_api(args, "/api/erase", body, timeout_s=ERASE_WAIT_S + 60)))
         return 0
-    print(json.dumps({"erased": _in_store(args.store, lambda store: erase(store, target))}))
+    found = _in_store(args.store, lambda store: erase(store, target, dry_run=args.dry_run))
+    print(json.dumps({"would_erase" if args.dry_run else "erased": found}))
     return 0
 
 
@@ -360,6 +364,7 @@ def _parser() -> argparse.ArgumentParser:
     whose = erase.add_mutually_exclusive_group(required=True)
     whose.add_argument("--owner", help="owner id: their tags and every vehicle registered to them")
     whose.add_argument("--vin", help="one vehicle's data")
+    erase.add_argument("--dry-run", action="store_true", help="print the rows per table it would delete; delete none")
     for p, func in ((tags, _tags), (owners, _owners), (erase, _erase)):
         p.add_argument("--store", default=env("VI_STORE", "chdb://.vi-data/store"))
         p.add_argument("--gateway", default=env("VI_GATEWAY_URL"), help="ask a running gateway over HTTP")

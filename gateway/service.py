@@ -30,11 +30,18 @@ from gateway.mqtt_source import Delivery, MqttSettings, MqttSource
 from vehicle_ingest.can.models import CanDecoder, default_models_path
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
 from vehicle_ingest.cdp import Deliverer, Outbox, Quarantine, sink_from_url
-from vehicle_ingest.errors import StoreError
+from vehicle_ingest.errors import ErasureIncompleteError, StoreError, UnknownErasureTargetError
 from vehicle_ingest.ingest import Ingestor, IngestOutcome, IngestPolicy
 from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.owners import parse_registry, save_registry
-from vehicle_ingest.privacy import ErasureTarget, erase, set_location_retention
+from vehicle_ingest.privacy import (
+    ERASE_WAIT_S,
+    Erasure,
+    ErasureTarget,
+    delete_rows,
+    replaced_parts_left,
+    set_location_retention,
+)
 from vehicle_ingest.reads import QueryLimits, ReadPool, ReadSession
 from vehicle_ingest.receipts import ReceiptBook
 from vehicle_ingest.storage import Store, fleet_stats
@@ -391,10 +398,28 @@ class Gateway:
         return Response.json(200, {"loaded": await self.run_store(save_registry, self._store, rows)})
 
     async def _erase_route(self, body: bytes) -> Response:
-        """`{"owner": ID}` or `{"vin": VIN}`: delete their rows everywhere (vehicle_ingest.privacy)."""
+        """`{"owner": ID}` or `{"vin": VIN}`, optional `"dry_run": true`: delete their rows everywhere
+        (vehicle_ingest.privacy); 404 when the store holds no row of them."""
         request = json.loads(body or b"{}")
         target = ErasureTarget(owner=str(request.get("owner") or ""), vin=str(request.get("vin") or ""))
-        return Response.json(200, {"erased": await self.run_store(erase, self._store, target)})
+        dry_run = request.get("dry_run") is True
+        try:
+            # Not during a tag cycle: its later slices would write the erased owner's changes back.
+            async with self._tag_lock:
+                erasure = await self.run_store(lambda: delete_rows(self._store, target, dry_run=dry_run))
+        except UnknownErasureTargetError as exc:
+            return Response.json(404, {"error": str(exc)})
+        await self._until_removed(erasure)
+        return Response.json(200, {"would_erase" if dry_run else "erased": erasure.found})
+
+    async def _until_removed(self, erasure: Erasure) -> None:
+        """Wait for the replaced parts holding the erased rows to leave the disk, one short check at a time:
+        ingestion keeps the store thread in between (a server keeps them old_parts_lifetime, 480 s)."""
+        deadline = time.monotonic() + ERASE_WAIT_S
+        while left := await self.run_store(replaced_parts_left, self._store, erasure):
+            if time.monotonic() >= deadline:
+                raise ErasureIncompleteError(sorted(left), ERASE_WAIT_S)
+            await asyncio.sleep(0.1)
 
     async def _quarantine_route(self, body: bytes) -> Response:
         """Optional `{"sink": NAME}`: the changes sinks refused, oldest first."""

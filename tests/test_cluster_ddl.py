@@ -36,10 +36,12 @@ from simulators.truth import truth_tags
 from tests.helpers import now_ms, raw_message, speed_message
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
 from vehicle_ingest.cdp import Outbox
+from vehicle_ingest.errors import StoreError
 from vehicle_ingest.features import FeatureJobs
 from vehicle_ingest.ingest import Ingestor
 from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.owners import save_registry
+from vehicle_ingest.privacy import ERASE_PLAN, ErasureTarget, erase
 from vehicle_ingest.storage import Store, default_migrations_dir, split_statements
 from vehicle_ingest.tags import TagEngine, load_tag_definitions
 
@@ -174,22 +176,40 @@ def schemas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Schemas]:
         store.migrate(local_dir)
         cluster = snapshot(store)
         # A gateway started against the cluster runs the single-node migrations: they must change nothing.
-        # Files that only ALTER tables (TTL) are skipped by name there, as the cluster counterpart of the
-        # same name is recorded; the creating ones must also be no-ops if run again.
+        # Every file is skipped by name there, as the cluster counterpart of the same name is recorded; the
+        # CREATE statements must also be no-ops if run again. (The ALTERs of a single-node file are its
+        # table properties: TTL, cleanup settings; the cluster files set their own on the local tables.)
         store.command("DROP TABLE schema_migrations SYNC")
         creating = root / "single_creating"
         creating.mkdir()
         for path in sorted(SINGLE_DIR.glob("*.sql")):
-            if any(s.lstrip().upper().startswith("CREATE") for s in split_statements(path.read_text())):
-                (creating / path.name).write_text(path.read_text())
+            if creates := [s for s in split_statements(path.read_text()) if s.lstrip().upper().startswith("CREATE")]:
+                (creating / path.name).write_text(";\n\n".join(creates) + ";\n")
         applied = store.migrate(creating)
         yield Schemas(store, single, cluster, snapshot(store), applied)
     finally:
         store.close()
 
 
+# Scratch tables that are node-local on the cluster too (Memory: nothing on disk, nothing in Keeper).
+NODE_LOCAL = {"erase_targets"}
+# Table settings only the single-node schema sets (0007_erase.sql: on Replicated tables a cleanup round
+# also reads and trims Keeper, and erase does not run on the cluster schema).
+SINGLE_NODE_SETTINGS = {"cleanup_delay_period", "max_cleanup_delay_period", "cleanup_delay_period_random_add"}
+
+
 def _data_tables(single: dict[str, Table]) -> list[str]:
-    return sorted(n for n, t in single.items() if t.engine != "MaterializedView" and n != "schema_migrations")
+    return sorted(
+        n
+        for n, t in single.items()
+        if t.engine != "MaterializedView" and n != "schema_migrations" and n not in NODE_LOCAL
+    )
+
+
+def _without_single_node_settings(engine_full: str) -> str:
+    head, _, settings = engine_full.partition(" SETTINGS ")
+    kept = [s for s in settings.split(", ") if s and s.split(" = ")[0] not in SINGLE_NODE_SETTINGS]
+    return head + (" SETTINGS " + ", ".join(kept) if kept else "")
 
 
 # -- 1. as written ------------------------------------------------------------------------------
@@ -216,6 +236,8 @@ def test_statement_parses_and_is_distributed_ddl(schemas: Schemas, item: tuple[s
     kind, name = head[1], head[2]
     if kind == "MATERIALIZED VIEW":
         assert re.search(r"\bTO \w+_local\b", statement) and re.search(r"\bFROM \w+_local\b", statement)
+    elif name in NODE_LOCAL:
+        assert re.search(r"\bENGINE = Memory\s*$", statement), f"{name}: a node-local scratch table is Memory"
     elif name.endswith("_local"):
         engine = _REPLICATED.search(statement)
         assert engine, f"{name}: expected Replicated*MergeTree('/clickhouse/tables/{{shard}}/{{database}}/{name}', ...)"
@@ -235,9 +257,26 @@ def test_local_tables_equal_the_single_node_tables(schemas: Schemas):
         want, got = schemas.single[name], schemas.cluster.get(f"{name}_local")
         assert got is not None, f"no {name}_local in the cluster schema"
         assert got.columns == want.columns, name
-        assert got.engine_full == want.engine_full, name  # engine arguments, partition, order, settings
+        # engine arguments, partition, order, settings
+        assert got.engine_full == _without_single_node_settings(want.engine_full), name
         assert got.projections == want.projections, name
         assert got.indexes == want.indexes, name
+
+
+def test_the_single_node_schema_lowers_the_cleanup_delay_of_every_erased_table(schemas: Schemas):
+    lowered = {n for n, t in schemas.single.items() if _without_single_node_settings(t.engine_full) != t.engine_full}
+    assert lowered == set(ERASE_PLAN)
+    assert "cleanup_delay_period = 1, max_cleanup_delay_period = 1, cleanup_delay_period_random_add = 0" in (
+        schemas.single["signals"].engine_full
+    )
+
+
+def test_node_local_tables_equal_the_single_node_tables(schemas: Schemas):
+    for name in NODE_LOCAL:
+        want, got = schemas.single[name], schemas.cluster.get(name)
+        assert got is not None, f"no {name} in the cluster schema"
+        assert (got.engine, got.engine_full, got.columns) == ("Memory", "Memory", want.columns)
+        assert want.engine_full == "Memory"
 
 
 def test_distributed_tables_keep_the_single_node_names_and_columns(schemas: Schemas):
@@ -365,3 +404,17 @@ def test_features_and_tags_run_unchanged_through_the_distributed_tables(schemas:
     first, second = engine.run(end), engine.run(end)
     assert first.changes > 0 and second.changes == 0
     assert Outbox(store).depth("any-sink") == first.changes
+
+
+def test_erase_refuses_the_cluster_schema_before_deleting_anything(schemas: Schemas, ingestor: Ingestor):
+    """Distributed tables take no ALTER ... DELETE: erase says so and touches nothing (docs/SECURITY.md)."""
+    m = speed_message("SMXCLUSTERERASE01", 1)
+    ingestor.ingest([m.topic], [m.payload], now_ms())
+    with pytest.raises(StoreError) as refused:
+        erase(schemas.store, ErasureTarget(vin="SMXCLUSTERERASE01"))
+    assert str(refused.value) == (
+        "erase runs on one node's tables (chDB or a single server); can_signals and 11 more are Distributed"
+        " tables of the cluster schema, which do not support mutations (docs/SECURITY.md)"
+    )
+    assert schemas.store.rows("SELECT count() FROM signals WHERE vin = 'SMXCLUSTERERASE01'") == [(10,)]
+    assert schemas.store.rows("SELECT count() FROM erase_targets") == [(0,)]

@@ -19,10 +19,12 @@ from tests.helpers import SIGNALS, now_ms, simulate, speed_message
 from vehicle_ingest.catalog import load_event_catalog
 from vehicle_ingest.cdp import Deliverer, Outbox, sink_from_url
 from vehicle_ingest.codec import SignalBlock, encode_signals
+from vehicle_ingest.errors import UnknownErasureTargetError
 from vehicle_ingest.ingest import Ingestor, IngestPolicy
 from vehicle_ingest.metrics import Metrics
-from vehicle_ingest.owners import save_registry
+from vehicle_ingest.owners import Ownership, save_registry
 from vehicle_ingest.privacy import (
+    ERASE_DERIVED,
     ERASE_PLAN,
     ErasureTarget,
     erase,
@@ -123,7 +125,8 @@ def test_erase_plan_covers_every_table_with_personal_keys(store):
         " WHERE c.database = currentDatabase() AND c.name IN ('vin', 'owner_id', 'message_id')"
         " AND t.engine != 'MaterializedView'"
     )
-    assert {r[0] for r in rows} == set(ERASE_PLAN)
+    # owner_features: derived by the tag engine (absent until its first run), erased as ERASE_DERIVED.
+    assert {r[0] for r in rows} - set(ERASE_DERIVED) == set(ERASE_PLAN)
 
 
 def _fleet_loaded(store: Store, tmp_path: Path) -> None:
@@ -157,45 +160,190 @@ def _fleet_loaded(store: Store, tmp_path: Path) -> None:
         quarantine.add("segment:http://cdp.test", message_id, "400", f"bad traits for {owner}")
 
 
-def _rows_of(store: Store, owner: str) -> dict[str, int]:
-    vins = [r[0] for r in store.rows("SELECT DISTINCT vin FROM ownership WHERE owner_id = %(o)s", {"o": owner})]
-    params = {"vins": vins or [""], "owner": owner}
-    return {t: store.rows(f"SELECT count() FROM {t} WHERE {c}", params)[0][0] for t, c in ERASE_PLAN.items()}
+# The target's rows, found without erase's own machinery (erase_targets): a test of it must not trust it.
+_OF_TARGET = {
+    "signals": "vin IN %(vins)s",
+    "events": "vin IN %(vins)s",
+    "can_signals": "vin IN %(vins)s",
+    "dead_letters": "vin IN %(vins)s OR splitByChar('/', topic)[3] IN %(vins)s",
+    "latest_signals": "vin IN %(vins)s",
+    "daily_activity": "vin IN %(vins)s",
+    "trips": "vin IN %(vins)s",
+    "cockpit_usage": "vin IN %(vins)s",
+    "cdp_deliveries": "message_id IN (SELECT message_id FROM tag_history WHERE owner_id = %(owner)s)",
+    "cdp_quarantine": "message_id IN (SELECT message_id FROM tag_history WHERE owner_id = %(owner)s)",
+    "tag_history": "owner_id = %(owner)s",
+    "ownership": "vin IN %(vins)s OR owner_id = %(owner)s",
+}
+
+
+def _vins_of(store: Store, owner: str) -> list[str]:
+    return [r[0] for r in store.rows("SELECT DISTINCT vin FROM ownership WHERE owner_id = %(o)s", {"o": owner})]
+
+
+def _rows_of(store: Store, owner: str = "", vins: list[str] | None = None) -> dict[str, int]:
+    params = {"vins": vins or _vins_of(store, owner), "owner": owner}
+    return {t: store.rows(f"SELECT count() FROM {t} WHERE {c}", params)[0][0] for t, c in _OF_TARGET.items()}
 
 
 def _totals(store: Store) -> dict[str, int]:
     return {t: store.rows(f"SELECT count() FROM {t}")[0][0] for t in ERASE_PLAN}
 
 
-def test_erase_owner_removes_their_rows_everywhere_and_nothing_else(store, tmp_path):
+def _store_dir(store: Store) -> Path:
+    return Path(store.dsn.removeprefix("chdb://"))
+
+
+def _files_naming(store: Store, identifier: str) -> list[str]:
+    """Every file under the store's directory whose bytes contain `identifier` (compressed data hides it)."""
+    needle = identifier.encode()
+    root = _store_dir(store)
+    return sorted(str(f.relative_to(root)) for f in root.rglob("*") if f.is_file() and needle in f.read_bytes())
+
+
+def _part_dirs_holding(store: Store, owner: str, vins: list[str]) -> list[Path]:
+    """The directories of the active parts holding the target's rows, and of every inactive part."""
+    params = {"vins": vins, "owner": owner}
+    dirs = []
+    for table, condition in _OF_TARGET.items():
+        holding = [r[0] for r in store.rows(f"SELECT DISTINCT _part FROM {table} WHERE {condition}", params)]
+        dirs += [
+            Path(r[0])
+            for r in store.rows(
+                "SELECT path FROM system.parts WHERE database = currentDatabase() AND table = %(t)s"
+                " AND (NOT active OR name IN %(parts)s)",
+                {"t": table, "parts": holding or [""]},
+            )
+        ]
+    return dirs
+
+
+def _assert_no_trace(store: Store, identifiers: list[str], part_dirs: list[Path]) -> None:
+    """Nothing of the target left: not in a mutation's text, not in any file, not in any part on disk."""
+    for identifier in identifiers:
+        named = "SELECT count() FROM system.mutations WHERE position(command, %(i)s) > 0"
+        assert store.rows(named, {"i": identifier}) == [(0,)], "system.mutations names the target"
+        assert _files_naming(store, identifier) == []
+    assert [d for d in part_dirs if d.exists()] == [], "parts that held the rows are still on disk"
+    assert store.rows("SELECT count() FROM erase_targets") == [(0,)]
+
+
+def test_erase_owner_removes_their_rows_everywhere_and_leaves_no_trace(store, tmp_path):
     _truncate_all(store)
     _fleet_loaded(store, tmp_path)
     owners = [r[0] for r in store.rows("SELECT owner_id FROM tag_history GROUP BY owner_id ORDER BY count() DESC")]
     victim, others = owners[0], owners[1:]
+    vins = _vins_of(store, victim)
     before = _rows_of(store, victim)
     assert all(before.values()), f"the chosen owner must have rows in every table: {before}"
     others_before = {o: _rows_of(store, o) for o in others}
     totals = _totals(store)
+    features = store.rows("SELECT count() FROM owner_features WHERE owner_id = %(o)s", {"o": victim})
+    assert features == [(1,)]
+    part_dirs = _part_dirs_holding(store, victim, vins)
+    assert part_dirs and all(d.is_dir() for d in part_dirs)
+    assert all(_files_naming(store, v) for v in vins), "the scan must see a stored VIN (else it proves nothing)"
 
     found = erase(store, ErasureTarget(owner=victim))
 
     assert found == before
-    assert set(_rows_of(store, victim).values()) == {0}
+    assert set(_rows_of(store, victim, vins).values()) == {0}
+    assert store.rows("SELECT count() FROM owner_features WHERE owner_id = %(o)s", {"o": victim}) == [(0,)]
     assert {o: _rows_of(store, o) for o in others} == others_before
     assert _totals(store) == {t: totals[t] - before[t] for t in ERASE_PLAN}
+    _assert_no_trace(store, [victim, *vins], part_dirs)
+    # Each deletion read the targets through erase_targets: 12 tables and owner_features.
+    via_targets = "SELECT count() FROM system.mutations WHERE position(command, 'erase_targets') > 0"
+    assert store.rows(via_targets) == [(len(ERASE_PLAN) + 1,)]
 
 
-def test_erase_vin_removes_the_vehicle_but_not_the_owner_tags(store, tmp_path):
+def test_erase_vin_removes_the_vehicle_but_not_the_owner_tags_and_leaves_no_trace(store, tmp_path):
     _truncate_all(store)
     _fleet_loaded(store, tmp_path)
     vin, owner = store.rows("SELECT vin, owner_id FROM ownership ORDER BY vin LIMIT 1")[0]
     tags_before = store.rows("SELECT count() FROM tag_history WHERE owner_id = %(o)s", {"o": owner})
+    before = _rows_of(store, vins=[vin])
+    part_dirs = _part_dirs_holding(store, "", [vin])
+    assert _files_naming(store, vin), "the scan must see the stored VIN (else it proves nothing)"
+
     found = erase(store, ErasureTarget(vin=vin))
-    assert found["signals"] > 0 and found["tag_history"] == 0
-    for table, condition in ERASE_PLAN.items():
-        if "%(vins)s" in condition:
-            assert store.rows(f"SELECT count() FROM {table} WHERE {condition}", {"vins": [vin], "owner": ""}) == [(0,)]
+
+    assert found == before
+    assert found["signals"] > 0 and found["tag_history"] == found["cdp_deliveries"] == 0
+    assert set(_rows_of(store, vins=[vin]).values()) == {0}
     assert store.rows("SELECT count() FROM tag_history WHERE owner_id = %(o)s", {"o": owner}) == tags_before
+    _assert_no_trace(store, [vin], part_dirs)
+
+
+def _dead_letter_without_vin(store: Store) -> None:
+    _ingestor(store).ingest(["vi/junk"], [b"\xc1"], now_ms())
+    assert store.rows("SELECT vin, topic, reason FROM dead_letters") == [("", "vi/junk", "malformed")]
+
+
+def test_erasing_an_unknown_owner_or_vin_deletes_nothing_and_says_so(store):
+    """An owner without ownership rows used to search VIN "" and delete the undecodable dead letters."""
+    _truncate_all(store)
+    _dead_letter_without_vin(store)
+    m = speed_message("SMXKN0WNVEH1CLE01", 1)
+    _ingestor(store).ingest([m.topic], [m.payload], now_ms())
+    save_registry(store, [Ownership("SMXKN0WNVEH1CLE01", "owner-known", now_ms() - DAY)])
+    totals, mutations = _totals(store), store.rows("SELECT count() FROM system.mutations")
+    unknown = {
+        ErasureTarget(owner="owner-nobody"): "nothing to erase: the store holds no row of this owner"
+        " (no ownership row, no tag history)",
+        ErasureTarget(vin="SMXNEVERSEEN00001"): "nothing to erase: the store holds no row of this VIN",
+    }
+    for target, message in unknown.items():
+        for dry_run in (False, True):
+            with pytest.raises(UnknownErasureTargetError) as refused:
+                erase(store, target, dry_run=dry_run)
+            assert str(refused.value) == message
+    assert _totals(store) == totals
+    assert store.rows("SELECT vin, topic FROM dead_letters") == [("", "vi/junk")]
+    assert store.rows("SELECT count() FROM system.mutations") == mutations, "no deletion was even issued"
+    assert store.rows("SELECT count() FROM erase_targets") == [(0,)]
+
+
+def test_dry_run_reports_the_rows_and_deletes_nothing(store):
+    _truncate_all(store)
+    _dead_letter_without_vin(store)
+    m = speed_message("SMXKN0WNVEH1CLE01", 1)
+    _ingestor(store).ingest([m.topic], [m.payload], now_ms())
+    save_registry(store, [Ownership("SMXKN0WNVEH1CLE01", "owner-known", now_ms() - DAY)])
+    totals, mutations = _totals(store), store.rows("SELECT count() FROM system.mutations")
+    expected = dict.fromkeys(ERASE_PLAN, 0) | {"signals": 10, "latest_signals": 1, "daily_activity": 1, "ownership": 1}
+    assert erase(store, ErasureTarget(owner="owner-known"), dry_run=True) == expected
+    assert _totals(store) == totals
+    assert store.rows("SELECT count() FROM system.mutations") == mutations
+    assert erase(store, ErasureTarget(owner="owner-known")) == expected
+    assert _totals(store) == {t: totals[t] - expected[t] for t in ERASE_PLAN}
+    assert store.rows("SELECT vin, topic FROM dead_letters") == [("", "vi/junk")]
+
+
+def test_a_tag_cycle_runs_and_erase_works_with_an_overlong_owner_id_in_the_registry(store):
+    """300,000 characters: "Max query size exceeded" stopped every tag cycle when ids were formatted into SQL."""
+    _truncate_all(store)
+    overlong, usual, since = "x" * 300_000, "owner-usual", now_ms() - 40 * DAY
+    # save_registry stores what it is given: the registry of an older version, without the import's limit.
+    save_registry(
+        store, [Ownership("SMXL0NG0WNER00001", overlong, since), Ownership("SMXUSUA10WNER0001", usual, since)]
+    )
+
+    report = TagCycle(store, SIGNALS, EVENTS, load_tag_definitions()).run(now_ms())
+
+    changes = {o: [] for o in (overlong, usual)}
+    for owner, tag, traits in store.rows("SELECT owner_id, tag, traits FROM tag_history ORDER BY tag"):
+        changes[owner].append((tag, json.loads(traits)))
+    tags = [t for t, _ in changes[usual]]
+    assert tags and [t for t, _ in changes[overlong]] == tags
+    # Its evidence and traits were found too (by digest): the profile lists every tag of the owner.
+    assert all(traits == {"tags": tags, "tag_count": len(tags)} for _, traits in changes[overlong])
+    assert report["tags"] == {"owners": 2, "changes": 2 * len(tags), "added": 2 * len(tags), "removed": 0}
+
+    found = erase(store, ErasureTarget(owner=overlong))
+    assert found == dict.fromkeys(ERASE_PLAN, 0) | {"tag_history": len(tags), "ownership": 1}
+    named = "SELECT count() FROM system.mutations WHERE position(command, %(i)s) > 0"
+    assert store.rows(named, {"i": overlong[:1000]}) == [(0,)]
 
 
 @pytest.mark.integration

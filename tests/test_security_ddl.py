@@ -27,6 +27,7 @@ WRITTEN = {
     "tag_history",
     "cdp_deliveries",
     "cdp_quarantine",
+    "erase_targets",
     "schema_migrations",
 }
 
@@ -66,7 +67,8 @@ def test_gateway_reads_every_table_and_writes_only_where_the_code_does(store):
 def test_gateway_alters_only_for_erase_and_retention(store):
     grants = _gateway_grants(store)
     altering = {t: {p for p in privs if p.startswith("ALTER")} for t, privs in grants.items()}
-    assert {t for t, p in altering.items() if "ALTER DELETE" in p} == set(ERASE_PLAN)
+    # erase_targets: an erasure deletes its own targets when done (TRUNCATE would be a wider privilege).
+    assert {t for t, p in altering.items() if "ALTER DELETE" in p} == set(ERASE_PLAN) | {"erase_targets"}
     assert {t for t, p in altering.items() if p - {"ALTER DELETE"}} == {"signals", "latest_signals"}
     assert {p for privs in altering.values() for p in privs} == {"ALTER DELETE", "ALTER TTL", "ALTER MATERIALIZE TTL"}
     everything = {p for privs in grants.values() for p in privs}
@@ -88,6 +90,10 @@ def test_the_read_user_may_only_select_under_the_gateways_default_query_limits(s
     assert grants == [
         "GRANT SELECT ON vehicle_ingest.* TO vehicle_ingest_reader",
         "GRANT vehicle_ingest_reader TO vi_reader",
+    ]
+    # Whom an erasure in progress targets is not an analyst's to read.
+    assert [s for s in formatted if s.startswith("REVOKE ")] == [
+        "REVOKE SELECT ON vehicle_ingest.erase_targets FROM vehicle_ingest_reader"
     ]
     profile = next(s for s in formatted if s.startswith("CREATE SETTINGS PROFILE"))
     fixed = dict(re.findall(r"(\w+) = ('?\w+'?) CONST", profile))

@@ -6,6 +6,8 @@
     ├── CatalogError       a schema file (signal / event catalog) is inconsistent
     ├── EncodeError        the caller asked to encode something the wire format cannot carry
     ├── StoreError         the store refused or failed an operation (retryable unless stated)
+    │   └── ErasureIncompleteError  rows erased, but replaced parts still held them on disk when erase gave up
+    ├── UnknownErasureTargetError  erase found no row of that owner or VIN anywhere: nothing was deleted
     ├── QueryError         an analyst query was not answered; the reason is the user's to read
     │   ├── QueryRefusedError  the query gate refused it (not one read statement, OUTFILE, SETTINGS, ...)
     │   ├── QueryFailedError   the engine ran it and stopped it: a limit, a syntax or type error
@@ -29,11 +31,13 @@ __all__ = [
     "ConfigErrors",
     "DeliveryError",
     "EncodeError",
+    "ErasureIncompleteError",
     "QueryBusyError",
     "QueryError",
     "QueryFailedError",
     "QueryRefusedError",
     "StoreError",
+    "UnknownErasureTargetError",
     "VehicleIngestError",
 ]
 
@@ -78,6 +82,34 @@ class EncodeError(VehicleIngestError):
 
 class StoreError(VehicleIngestError):
     """The store failed an operation."""
+
+
+class ErasureIncompleteError(StoreError):
+    """The rows are deleted, but parts they were replaced from were still on disk when erase stopped waiting.
+
+    The engine removes such parts `old_parts_lifetime` after they were replaced; `parts` names them
+    (`table/part`). Erasing the same target again finds nothing (`UnknownErasureTargetError`).
+    """
+
+    def __init__(self, parts: list[str], waited_s: float) -> None:
+        shown = ", ".join(parts[:3]) + (f" and {len(parts) - 3} more" if len(parts) > 3 else "")
+        super().__init__(
+            f"rows erased, but {len(parts)} replaced parts still hold them on disk after {waited_s:.0f} s ({shown});"
+            " the store removes them old_parts_lifetime after the erase"
+        )
+        self.parts = parts
+
+
+class UnknownErasureTargetError(VehicleIngestError):
+    """No table holds a row of the owner or vehicle to erase; nothing was deleted.
+
+    The message does not repeat the identifier: it ends up in logs, which erasure must not feed.
+    """
+
+    def __init__(self, kind: str) -> None:
+        what = "owner (no ownership row, no tag history)" if kind == "owner" else "VIN"
+        super().__init__(f"nothing to erase: the store holds no row of this {what}")
+        self.kind = kind
 
 
 class QueryError(VehicleIngestError):

@@ -8,7 +8,7 @@
 --                            deployments, never by the long-running gateway.
 --   vehicle_ingest_gateway   the running gateway: INSERT where it writes, SELECT where it
 --                            reads, ALTER DELETE only for `erase` (every table in
---                            vehicle_ingest.privacy.ERASE_PLAN), ALTER TTL only on the two
+--                            vehicle_ingest.privacy.ERASE_PLAN, and erase_targets), ALTER TTL only on the two
 --                            location-TTL tables. No DROP, no TRUNCATE, no other ALTER.
 -- tests/test_security_ddl.py checks that chDB parses every statement and that the grants
 -- match what the code does.
@@ -51,6 +51,8 @@ GRANT ALTER DELETE ON vehicle_ingest.cdp_deliveries TO vehicle_ingest_gateway;
 GRANT ALTER DELETE ON vehicle_ingest.cdp_quarantine TO vehicle_ingest_gateway;
 GRANT ALTER DELETE ON vehicle_ingest.tag_history TO vehicle_ingest_gateway;
 GRANT ALTER DELETE ON vehicle_ingest.ownership TO vehicle_ingest_gateway;
+-- The targets of one erasure (a Memory table, migration 0007): written, read by the deletions, then deleted.
+GRANT SELECT, INSERT, ALTER DELETE ON vehicle_ingest.erase_targets TO vehicle_ingest_gateway;
 GRANT ALTER TTL, ALTER MATERIALIZE TTL ON vehicle_ingest.signals TO vehicle_ingest_gateway;
 GRANT ALTER TTL, ALTER MATERIALIZE TTL ON vehicle_ingest.latest_signals TO vehicle_ingest_gateway;
 

@@ -21,6 +21,8 @@ CREATE SETTINGS PROFILE IF NOT EXISTS vehicle_ingest_reads SETTINGS
 
 CREATE ROLE IF NOT EXISTS vehicle_ingest_reader;
 GRANT SELECT ON vehicle_ingest.* TO vehicle_ingest_reader;
+-- Except the targets of an erasure in progress (VINs, an owner id): an analyst must not learn whom.
+REVOKE SELECT ON vehicle_ingest.erase_targets FROM vehicle_ingest_reader;
 
 -- Replace the password (or use IDENTIFIED WITH ssl_certificate CN '...').
 CREATE USER IF NOT EXISTS vi_reader IDENTIFIED WITH sha256_password BY 'REPLACE-ME-reader'

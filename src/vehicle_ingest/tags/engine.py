@@ -11,19 +11,26 @@ unchanged data finds no change.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from vehicle_ingest.catalog import SignalCatalog
 from vehicle_ingest.cdp import Outbox, TagChange, change_message_id
+from vehicle_ingest.owners import OWNER_ID_MAX_LENGTH
 from vehicle_ingest.storage import Store
 from vehicle_ingest.tags.definitions import TagDefinition
 from vehicle_ingest.tags.owner_features import owner_feature_parameters, owner_features_sql
 
 __all__ = ["EMIT_CHUNK", "Diff", "TagEngine", "TagRunReport"]
 
-_OWNER_CHUNK = 5000
+# Owner ids per features lookup: bound server-side, so no id is parsed as query text (a 300,000-character
+# id stopped every cycle with "Max query size exceeded" when they were formatted in); still chunked,
+# because on a server large parameters travel in a form field, which http_max_field_value_size caps (128 KiB).
+_OWNER_CHUNK_CHARS = 64 * 1024
+_BY_ID = "WHERE owner_id IN {owners:Array(String)}"
+_BY_DIGEST = "WHERE length(owner_id) > {n:UInt32} AND hex(MD5(owner_id)) IN {digests:Array(String)}"
 EMIT_CHUNK = 20_000  # changes per outbox write
 Diff = tuple[str, str, str, int]
 
@@ -39,6 +46,19 @@ class TagRunReport:
 def _tags_array_sql(definitions: Sequence[TagDefinition]) -> str:
     terms = ", ".join(f"if({d.rule.to_sql()}, '{d.id}', '')" for d in definitions)
     return f"arrayFilter(x -> x != '', [{terms}])"
+
+
+def _owner_chunks(owners: list[str]) -> list[list[str]]:
+    """Consecutive slices of at most _OWNER_CHUNK_CHARS characters of ids (an id longer than that alone)."""
+    chunks: list[list[str]] = [[]]
+    size = 0
+    for owner in owners:
+        if chunks[-1] and size + len(owner) > _OWNER_CHUNK_CHARS:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(owner)
+        size += len(owner)
+    return [c for c in chunks if c]
 
 
 def _jsonable(value: Any) -> Any:
@@ -61,13 +81,18 @@ class TagEngine:
 
     def refresh_features(self, as_of_ms: int) -> int:
         """Rebuild `owner_features`; returns the number of current owners."""
-        self._store.command("DROP TABLE IF EXISTS owner_features_next")
+        # SYNC: a plain DROP leaves the old table's files on disk for database_atomic_delay_before_drop_table_sec
+        # (480 s), every owner id with them, where an erasure could not reach them.
+        self._store.command("DROP TABLE IF EXISTS owner_features_next SYNC")
         self._store.command(
-            "CREATE TABLE owner_features_next ENGINE = MergeTree ORDER BY owner_id AS " + owner_features_sql(),
+            "CREATE TABLE owner_features_next ENGINE = MergeTree ORDER BY owner_id"
+            # Replaced parts go a second after an erasure's mutation, not 30-300 s (schemas/clickhouse/0007_erase.sql).
+            " SETTINGS cleanup_delay_period = 1, max_cleanup_delay_period = 1, cleanup_delay_period_random_add = 0"
+            " AS " + owner_features_sql(),
             owner_feature_parameters(self._signals, as_of_ms),
         )
         # A derived table, rebuilt whole each run: a crash here only means the next run rebuilds it.
-        self._store.command("DROP TABLE IF EXISTS owner_features")
+        self._store.command("DROP TABLE IF EXISTS owner_features SYNC")
         self._store.command("RENAME TABLE owner_features_next TO owner_features")
         return int(self._store.rows("SELECT count() FROM owner_features")[0][0])
 
@@ -126,14 +151,19 @@ class TagEngine:
 
     def _owner_rows(self, owners: list[str]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
-        sql = (
-            f"SELECT *, arraySort({_tags_array_sql(self._definitions)}) AS _tags FROM owner_features"
-            " WHERE owner_id IN %(owners)s"
-        )
-        for lo in range(0, len(owners), _OWNER_CHUNK):  # the ids travel in the query text
-            names, rows = self._store.query(sql, {"owners": owners[lo : lo + _OWNER_CHUNK]})
-            out.update({str(r[0]): dict(zip(names, r, strict=True)) for r in rows})
+        for chunk in _owner_chunks([o for o in owners if len(o) <= OWNER_ID_MAX_LENGTH]):
+            out.update(self._features(_BY_ID, {"owners": chunk}))
+        if overlong := [o for o in owners if len(o) > OWNER_ID_MAX_LENGTH]:
+            # Ids the import refuses now but an older registry stored: found by digest, so that no parameter
+            # is ever larger than a server accepts, however long the id.
+            digests = [hashlib.md5(o.encode()).hexdigest().upper() for o in overlong]
+            out.update(self._features(_BY_DIGEST, {"n": OWNER_ID_MAX_LENGTH, "digests": digests}))
         return out
+
+    def _features(self, where: str, parameters: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        sql = f"SELECT *, arraySort({_tags_array_sql(self._definitions)}) AS _tags FROM owner_features {where}"
+        names, rows = self._store.query(sql, parameters)
+        return {str(r[0]): dict(zip(names, r, strict=True)) for r in rows}
 
     def _changes(self, diff: list[tuple[str, str, str, int]], at_ms: int) -> list[TagChange]:
         features = self._owner_rows(sorted({o for o, _, _, _ in diff}))
