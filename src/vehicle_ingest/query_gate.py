@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from vehicle_ingest.errors import QueryRefusedError
 
-__all__ = ["GENERATOR_TABLE_FUNCTIONS", "MAX_QUERY_BYTES", "EngineParser", "gate_statement"]
+__all__ = ["GENERATOR_TABLE_FUNCTIONS", "MAX_QUERY_BYTES", "PRIVATE_TABLES", "EngineParser", "gate_statement"]
 
 MAX_QUERY_BYTES = 64 * 1024
 
@@ -34,6 +34,8 @@ GENERATOR_TABLE_FUNCTIONS = frozenset(
 )  # fmt: skip
 # Ordinary functions that read the host: `file('/etc/passwd')` returns the file as a string.
 _HOST_FUNCTIONS = frozenset({"file", "url", "s3", "hdfs", "executable", "python", "remote", "remotesecure"})
+# Tables of the store's own machinery, not data: `erase_targets` holds the ids of an erasure in progress.
+PRIVATE_TABLES = frozenset({"erase_targets"})
 
 _TOP_LEVEL = frozenset({"SelectWithUnionQuery", "ExplainQuery", "ShowTablesQuery", "ShowColumnsQuery"})
 # Every node type a read may contain that names a statement; anything else ending in "Query"
@@ -133,6 +135,10 @@ def _check_node(key: str, node: dict[str, Any], parent: dict[str, Any]) -> None:
         raise QueryRefusedError("query parameters ({name:Type}) are not supported")
     if kind == "Function":
         _check_function(key, str(node.get("name", "")))
+    if kind == "TableIdentifier":
+        parts = node.get("name_parts") or [node.get("name", "")]
+        if str(parts[-1]) in PRIVATE_TABLES:
+            raise QueryRefusedError(f"table {parts[-1]} is not readable: it is the store's own bookkeeping")
 
 
 def _check_function(key: str, name: str) -> None:
