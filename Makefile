@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-pipeline soak faults can-parity fuzz clean setup system-packages
+.PHONY: demo test wheel-check lint bench bench-pipeline soak faults can-parity fuzz clean setup system-packages
 
 setup: $(STAMP) system-packages
 
@@ -40,11 +40,16 @@ demo: setup
 	$(BIN)/vehicle-ingest demo
 
 test: setup
-	$(BIN)/ruff check src gateway simulators tests benchmarks
+	$(BIN)/ruff check src gateway simulators tests benchmarks fuzz
 	$(BIN)/python -m pytest -q
+	$(MAKE) wheel-check
+
+# The wheel, installed alone in a fresh venv, runs the demo from a folder outside the repository.
+wheel-check: setup
+	$(BIN)/python -m tests.wheel_check
 
 lint: setup
-	$(BIN)/ruff check src gateway simulators tests benchmarks
+	$(BIN)/ruff check src gateway simulators tests benchmarks fuzz
 
 # Every benchmark, each printing one JSON object as its last line (results: benchmarks/README.md).
 bench: setup

@@ -41,9 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
-
-from gateway.broker import Mosquitto, free_port
-from gateway.demo import GatewayProcess
+from vehicle_ingest.gateway.broker import Mosquitto, free_port
+from vehicle_ingest.gateway.demo import GatewayProcess
 
 HZ, SIGNALS, PERIOD_S = 10.0, 10, 5.0
 _DISTINCT_CHECK_ROWS = 50_000_000  # above this the DISTINCT over every row outlasts the API's time limit
@@ -193,7 +192,7 @@ def _wait_ready(port: int, gw: GatewayProcess, timeout: float = 120.0) -> None:
 
 def _load_command(broker: Mosquitto, vehicles: int, rate: float, args: argparse.Namespace, truth: Path) -> list[str]:
     return [
-        sys.executable, "-m", "gateway.cli", "load", "--quiet", "--mqtt-url", broker.url,
+        sys.executable, "-m", "vehicle_ingest.gateway.cli", "load", "--quiet", "--mqtt-url", broker.url,
         "--vehicles", str(vehicles), "--rate", str(rate), "--hz", str(HZ), "--signals", str(SIGNALS),
         "--duration", str(args.duration), "--connections", str(args.connections), "--truth", str(truth),
         *(["--per-vehicle"] if args.per_vehicle else []),

@@ -53,7 +53,8 @@ def run_quarantine(args: argparse.Namespace) -> int:
         body = json.dumps({"sink": args.sink}).encode() if args.sink else None
         held = _ask(args, "/api/cdp/quarantine", body)["quarantined"]
     else:
-        from gateway.cli import _in_store
+        from vehicle_ingest.gateway.cli import _in_store
+
         from vehicle_ingest.cdp import Quarantine
 
         held = [q.to_json() for q in _in_store(args.store, lambda store: Quarantine(store).entries(args.sink))]
@@ -69,7 +70,8 @@ def run_release(args: argparse.Namespace) -> int:
         request = {"all": True} if ids is None else {"message_ids": ids}
         result = _ask(args, "/api/cdp/release", json.dumps({**request, "sink": args.sink}).encode())
     else:
-        from gateway.cli import _in_store
+        from vehicle_ingest.gateway.cli import _in_store
+
         from vehicle_ingest.cdp import Quarantine
 
         released = _in_store(args.store, lambda store: Quarantine(store).release(ids, args.sink))
@@ -85,7 +87,7 @@ def run_release(args: argparse.Namespace) -> int:
 
 def _ask(args: argparse.Namespace, path: str, body: bytes | None) -> Any:
     """The gateway's answer; its refusals and an unreachable gateway become one-line errors."""
-    from gateway.cli import _api
+    from vehicle_ingest.gateway.cli import _api
 
     try:
         return _api(args, path, body)

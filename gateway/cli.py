@@ -15,8 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.config import env_name
-from gateway.logs import add_log_flags, configure_logging, default_format
+from vehicle_ingest.gateway.config import env_name
+from vehicle_ingest.gateway.logs import add_log_flags, configure_logging, default_format
+
 from vehicle_ingest.errors import ConfigError, QueryRefusedError, VehicleIngestError
 
 __all__ = ["main"]
@@ -26,9 +27,9 @@ log = logging.getLogger("vehicle_ingest")
 
 
 def _gateway(args: argparse.Namespace) -> int:
-    from gateway.config import resolve_layers
-    from gateway.config_render import shown_settings
-    from gateway.service import run_gateway
+    from vehicle_ingest.gateway.config import resolve_layers
+    from vehicle_ingest.gateway.config_render import shown_settings
+    from vehicle_ingest.gateway.service import run_gateway
 
     resolved = resolve_layers(args)
     settings = shown_settings(resolved.config)
@@ -37,8 +38,9 @@ def _gateway(args: argparse.Namespace) -> int:
 
 
 def _simulate_can(args: argparse.Namespace, end_ms: int) -> int:
-    from simulators.can import CanFleetSpec, simulate_can_fleet
-    from simulators.publisher import publish
+    from vehicle_ingest.simulators.can import CanFleetSpec, simulate_can_fleet
+    from vehicle_ingest.simulators.publisher import publish
+
     from vehicle_ingest.catalog import load_signal_catalog
 
     spec = CanFleetSpec(args.vehicles, end_ms - int(args.duration * 1000), args.duration, args.seed, args.message_s)
@@ -52,9 +54,10 @@ def _simulate_can(args: argparse.Namespace, end_ms: int) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from simulators.fleet import FleetSpec, simulate_fleet
-    from simulators.publisher import publish
-    from simulators.truth import truth_document
+    from vehicle_ingest.simulators.fleet import FleetSpec, simulate_fleet
+    from vehicle_ingest.simulators.publisher import publish
+    from vehicle_ingest.simulators.truth import truth_document
+
     from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
     from vehicle_ingest.owners import write_registry
     from vehicle_ingest.tags.definitions import load_tag_definitions
@@ -179,8 +182,9 @@ def _open_store(dsn: str) -> Any:
 
 def _reading(args: argparse.Namespace, work: Callable[[Any], T]) -> T:
     """`work` on one read-only session with the gateway's query limits (`query_*` settings, env VI_QUERY_*)."""
-    from gateway.config import resolve
-    from gateway.service import query_limits
+    from vehicle_ingest.gateway.config import resolve
+    from vehicle_ingest.gateway.service import query_limits
+
     from vehicle_ingest.reads import ReadSession
 
     limits = query_limits(resolve(argparse.Namespace()))
@@ -289,7 +293,7 @@ def _erase(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from gateway.demo import run_demo
+    from vehicle_ingest.gateway.demo import run_demo
 
     return run_demo(args)
 
@@ -300,23 +304,23 @@ def _parser() -> argparse.ArgumentParser:
     add_log_flags(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    from gateway.config import add_arguments
-    from gateway.config_cli import add_config_commands
+    from vehicle_ingest.gateway.config import add_arguments
+    from vehicle_ingest.gateway.config_cli import add_config_commands
 
     gw = sub.add_parser("gateway", help="run the ingestion gateway")
     add_arguments(gw)
     gw.set_defaults(func=_gateway)
     add_config_commands(sub)
 
-    from gateway.report_cli import add_report_parser
+    from vehicle_ingest.gateway.report_cli import add_report_parser
 
     add_report_parser(sub)
 
-    from gateway.cdp_cli import add_cdp_parser
+    from vehicle_ingest.gateway.cdp_cli import add_cdp_parser
 
     add_cdp_parser(sub)
 
-    from gateway.load_cli import add_load_parser
+    from vehicle_ingest.gateway.load_cli import add_load_parser
 
     add_load_parser(sub)
 
@@ -336,7 +340,7 @@ def _parser() -> argparse.ArgumentParser:
         "--can", action="store_true", help="raw CAN frames (stream `can`) encoded from schemas/can's DBC, one trip each"
     )
     sim.add_argument("--mqtt-url", default=env("VI_MQTT_URL", "mqtt://127.0.0.1:1883"))
-    from gateway.load_cli import add_receipt_flags
+    from vehicle_ingest.gateway.load_cli import add_receipt_flags
 
     add_receipt_flags(sim)
     sim.set_defaults(func=_simulate)
@@ -385,7 +389,7 @@ def _parser() -> argparse.ArgumentParser:
 def _report(exc: VehicleIngestError, fmt: str) -> None:
     """One line per problem: a JSON event when logging JSON (the journal stays parseable), else plain text.
     Passwords in URLs (a store DSN in a StoreError) are masked."""
-    from gateway.config_render import redact
+    from vehicle_ingest.gateway.config_render import redact
 
     for error in getattr(exc, "errors", [exc]):
         text = redact(str(error))

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
-from gateway.config_file import parse_text, read_config_file, suggest
+from vehicle_ingest.gateway.config_file import parse_text, read_config_file, suggest
+
 from vehicle_ingest.errors import ConfigError, ConfigErrors
 
 __all__ = [

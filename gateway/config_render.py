@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import re
 
-from gateway.config import GROUPS, SECRET_SETTINGS, GatewayConfig, env_name, settings
-from gateway.config_file import toml_value
+from vehicle_ingest.gateway.config import GROUPS, SECRET_SETTINGS, GatewayConfig, env_name, settings
+from vehicle_ingest.gateway.config_file import toml_value
 
 __all__ = ["redact", "reference_markdown", "shown_settings", "to_json", "to_toml"]
 

@@ -12,7 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from gateway.broker import Mosquitto, free_port
+from vehicle_ingest.gateway.broker import Mosquitto, free_port
+
 from vehicle_ingest.catalog import load_signal_catalog
 
 __all__ = ["GatewayProcess", "run_demo"]
@@ -33,7 +34,7 @@ class GatewayProcess:
         cmd = [
             sys.executable,
             "-m",
-            "gateway.cli",
+            "vehicle_ingest.gateway.cli",
             "gateway",
             "--mqtt-url",
             mqtt_url,
@@ -110,7 +111,7 @@ def _simulate(mqtt_url: str, args: argparse.Namespace, workdir: Path) -> dict:
         "--truth": workdir / "truth.json",
         "--owners": workdir / "owners.csv",
     }
-    cmd = [sys.executable, "-m", "gateway.cli", "simulate", "--mqtt-url", mqtt_url]
+    cmd = [sys.executable, "-m", "vehicle_ingest.gateway.cli", "simulate", "--mqtt-url", mqtt_url]
     cmd += [str(x) for pair in flags.items() for x in pair]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return json.loads((workdir / "truth.json").read_text())
@@ -182,7 +183,7 @@ def _summary(truth: dict, stats: dict, gateway_exit: int) -> bool:
         f"{stats['rejected']} rejected, {stats['vehicles']} vehicles"
     )
     exact = all(stats[k] == truth[k] for k in ("messages", "samples", "events"))
-    print(f"check     store == broker-acknowledged truth: {'yes' if exact else 'NO'}; gateway exit code {gateway_exit}")
+    print(f"check     store == receipted truth: {'yes' if exact else 'NO'}; gateway exit code {gateway_exit}")
     return exact
 
 

@@ -21,8 +21,8 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
+from vehicle_ingest.gateway.config import is_loopback
 
-from gateway.config import is_loopback
 from vehicle_ingest.errors import ConfigError, QueryBusyError, QueryError, StoreError
 
 __all__ = ["HttpLimits", "HttpServer", "Response"]

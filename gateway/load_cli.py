@@ -12,7 +12,8 @@ __all__ = ["add_load_parser", "add_receipt_flags"]
 
 
 def _load(args: argparse.Namespace) -> int:
-    from simulators.load import LoadSpec, run_load
+    from vehicle_ingest.simulators.load import LoadSpec, run_load
+
     from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
 
     spec = LoadSpec(

@@ -12,7 +12,8 @@ __all__ = ["add_report_parser", "run_report"]
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from gateway.cli import _reading
+    from vehicle_ingest.gateway.cli import _reading
+
     from vehicle_ingest.report import build_report
 
     as_of_ms = time.time_ns() // 1_000_000 if args.as_of_ms is None else args.as_of_ms

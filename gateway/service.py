@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
+from vehicle_ingest.gateway.config import GatewayConfig
+from vehicle_ingest.gateway.config_render import redact
+from vehicle_ingest.gateway.http import HttpLimits, HttpServer, Response
+from vehicle_ingest.gateway.mqtt_source import Delivery, MqttSettings, MqttSource
 
-from gateway.config import GatewayConfig
-from gateway.config_render import redact
-from gateway.http import HttpLimits, HttpServer, Response
-from gateway.mqtt_source import Delivery, MqttSettings, MqttSource
 from vehicle_ingest.can.models import CanDecoder, default_models_path
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
 from vehicle_ingest.cdp import Deliverer, Outbox, Quarantine, sink_from_url
@@ -488,7 +488,7 @@ def _raise_open_file_limit() -> None:
 def run_gateway(config: GatewayConfig) -> int:
     """Open the store, migrate, serve until SIGTERM/SIGINT; 0 after a clean flush, 75 if a batch was left unacked."""
     if config.workers > 1:
-        from gateway.workers import run_workers
+        from vehicle_ingest.gateway.workers import run_workers
 
         return run_workers(config)
     _raise_open_file_limit()

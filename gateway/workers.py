@@ -23,8 +23,8 @@ import sys
 import time
 from pathlib import Path
 
-from gateway.broker import stop_process
-from gateway.config import SECRET_SETTINGS, GatewayConfig, env_name, flag_name, settings
+from vehicle_ingest.gateway.broker import stop_process
+from vehicle_ingest.gateway.config import SECRET_SETTINGS, GatewayConfig, env_name, flag_name, settings
 
 __all__ = ["DEFAULT_SHARE_GROUP", "run_workers", "worker_config"]
 
@@ -55,7 +55,7 @@ def worker_config(config: GatewayConfig, k: int) -> GatewayConfig:
 
 
 def _argv(config: GatewayConfig) -> list[str]:
-    argv = [sys.executable, "-m", "gateway.cli", "gateway"]
+    argv = [sys.executable, "-m", "vehicle_ingest.gateway.cli", "gateway"]
     for s in (s for s in settings() if s.name not in SECRET_SETTINGS):
         value = getattr(config, s.name)
         argv += [flag_name(s.name), str(int(value)) if isinstance(value, bool) else str(value)]

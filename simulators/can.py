@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from vehicle_ingest.simulators.fleet import SimMessage, _speed_profile, make_vin
 
-from simulators.fleet import SimMessage, _speed_profile, make_vin
 from vehicle_ingest.can.mapping import load_mapping, unit_conversion
 from vehicle_ingest.can.models import default_models_path
 from vehicle_ingest.catalog import SignalCatalog

@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from vehicle_ingest.simulators.personas import Persona, assign_persona
 
-from simulators.personas import Persona, assign_persona
 from vehicle_ingest.catalog import EventCatalog, SignalCatalog
 from vehicle_ingest.codec import SignalBlock, encode_events, encode_signals, quantize
 from vehicle_ingest.owners import Ownership

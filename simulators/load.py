@@ -25,10 +25,10 @@ from typing import TextIO
 
 import msgpack
 import numpy as np
+from vehicle_ingest.simulators.fleet import SimMessage, make_vin
+from vehicle_ingest.simulators.headunit import Outstanding
+from vehicle_ingest.simulators.publisher import PublishTotals, Resender, _Publisher
 
-from simulators.fleet import SimMessage, make_vin
-from simulators.headunit import Outstanding
-from simulators.publisher import PublishTotals, Resender, _Publisher
 from vehicle_ingest.catalog import EventCatalog, SignalCatalog
 from vehicle_ingest.codec import Kind, SignalBlock, encode_events, encode_signals, quantize
 
@@ -264,7 +264,7 @@ def run_load(
 
 
 async def _run_per_vehicle(spec: LoadSpec, url: str, fleet: LoadFleet, progress: TextIO | None) -> LoadResult:
-    from simulators.many_connections import publish_per_vehicle
+    from vehicle_ingest.simulators.many_connections import publish_per_vehicle
 
     return await publish_per_vehicle(spec, url, fleet, progress)
 

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, TextIO
 
 import aiomqtt
 from paho.mqtt.enums import MQTTProtocolVersion
+from vehicle_ingest.gateway.mqtt_source import parse_mqtt_url
+from vehicle_ingest.simulators.headunit import Outstanding
+from vehicle_ingest.simulators.publisher import PublishTotals
 
-from gateway.mqtt_source import parse_mqtt_url
-from simulators.headunit import Outstanding
-from simulators.publisher import PublishTotals
 from vehicle_ingest.receipts import message_identity, receipt_topic
 
 if TYPE_CHECKING:
-    from simulators.load import LoadFleet, LoadResult, LoadSpec
+    from vehicle_ingest.simulators.load import LoadFleet, LoadResult, LoadSpec
 
 __all__ = ["publish_per_vehicle"]
 
@@ -128,7 +128,7 @@ async def _report(count: _Count, spec: LoadSpec, progress: TextIO | None, stop: 
 
 
 async def publish_per_vehicle(spec: LoadSpec, url: str, fleet: LoadFleet, progress: TextIO | None) -> LoadResult:
-    from simulators.load import LoadResult
+    from vehicle_ingest.simulators.load import LoadResult
 
     host, port, _tls = parse_mqtt_url(url)
     count = _Count(spec.receipts)

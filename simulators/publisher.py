@@ -15,10 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
-
-from gateway.mqtt_source import parse_mqtt_url
-from simulators.fleet import SimMessage
-from simulators.headunit import Outstanding
+from vehicle_ingest.gateway.mqtt_source import parse_mqtt_url
+from vehicle_ingest.simulators.fleet import SimMessage
+from vehicle_ingest.simulators.headunit import Outstanding
 
 RECEIPT_FILTER = "vi/v1/+/receipt"  # a simulated fleet listens for all its vehicles on one connection
 

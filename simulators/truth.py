@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from simulators.fleet import DAY_MS, Fleet, TripTruth, VehicleTruth
+from vehicle_ingest.simulators.fleet import DAY_MS, Fleet, TripTruth, VehicleTruth
+
 from vehicle_ingest.owners import Ownership
 from vehicle_ingest.tags.definitions import COCKPIT_FEATURES, TagDefinition
 

@@ -11,10 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+from vehicle_ingest.gateway.broker import Mosquitto, free_port
+from vehicle_ingest.gateway.demo import GatewayProcess
+from vehicle_ingest.simulators.fleet import SimMessage
 
-from gateway.broker import Mosquitto, free_port
-from gateway.demo import GatewayProcess
-from simulators.fleet import SimMessage
 from vehicle_ingest.catalog import load_signal_catalog
 from vehicle_ingest.codec import SignalBlock, encode_signals
 
@@ -69,7 +69,17 @@ def raw_message(topic: str, payload: bytes) -> SimMessage:
 
 
 def simulate(mqtt_url: str, truth: Path, *args: str, wait: bool = True) -> subprocess.Popen | dict:
-    cmd = [sys.executable, "-m", "gateway.cli", "simulate", "--mqtt-url", mqtt_url, "--truth", str(truth), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vehicle_ingest.gateway.cli",
+        "simulate",
+        "--mqtt-url",
+        mqtt_url,
+        "--truth",
+        str(truth),
+        *args,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
     if not wait:
         return proc

@@ -15,10 +15,9 @@ import urllib.error
 import urllib.request
 
 import pytest
-
-from gateway.config import GatewayConfig
-from gateway.config_render import to_json, to_toml
-from gateway.workers import _argv, _env
+from vehicle_ingest.gateway.config import GatewayConfig
+from vehicle_ingest.gateway.config_render import to_json, to_toml
+from vehicle_ingest.gateway.workers import _argv, _env
 
 TOKEN = "7c1b0f2e-test-token-5a9d"
 
@@ -88,7 +87,7 @@ def _cli(*argv: str, token: str | None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "VI_API_TOKEN"}
     if token is not None:
         env["VI_API_TOKEN"] = token
-    cmd = [sys.executable, "-m", "gateway.cli", *argv]
+    cmd = [sys.executable, "-m", "vehicle_ingest.gateway.cli", *argv]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
+from vehicle_ingest.simulators.can import CanFleetSpec, simulate_can_fleet
 
-from simulators.can import CanFleetSpec, simulate_can_fleet
 from tests.helpers import now_ms
 from vehicle_ingest.can.models import CanDecoder, default_models_path
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
@@ -124,6 +124,6 @@ def test_can_payload_on_a_signals_topic_is_a_kind_mismatch(ingestor, store):
 
 
 def _msg(vin: str, payload: bytes):
-    from simulators.fleet import SimMessage
+    from vehicle_ingest.simulators.fleet import SimMessage
 
     return SimMessage(0, f"vi/v1/{vin}/can", payload, 0, 0, 0.0)

@@ -276,27 +276,29 @@ def test_cli_lists_and_releases_on_an_embedded_store(tmp_path: Path):
     )
     assert _run("-c", setup).returncode == 0
 
-    table = _run("-m", "gateway.cli", "cdp", "quarantine", "--store", dsn).stdout.splitlines()
+    table = _run("-m", "vehicle_ingest.gateway.cli", "cdp", "quarantine", "--store", dsn).stdout.splitlines()
     assert table[0].split("\t") == ["message_id", "owner_id", "tag", "action", "sink", "status", "at", "answer"]
     rows = sorted(line.split("\t") for line in table[1:])
     assert [r[:6] for r in rows] == [[c.message_id, c.owner_id, c.tag, "added", "segment:x", "422"] for c in batch[1:]]
     assert all(r[7].startswith("bad traits yyy") and len(r[7]) == 80 for r in rows)  # one line, shortened
 
-    both = _run("-m", "gateway.cli", "cdp", "release", "--all", batch[1].message_id, "--store", dsn)
+    both = _run("-m", "vehicle_ingest.gateway.cli", "cdp", "release", "--all", batch[1].message_id, "--store", dsn)
     assert both.returncode == 1
     assert both.stderr == "vehicle-ingest: release: give MESSAGE_ID ... or --all (one of the two)\n"
-    released = _run("-m", "gateway.cli", "cdp", "release", batch[1].message_id, batch[0].message_id, "--store", dsn)
+    released = _run(
+        "-m", "vehicle_ingest.gateway.cli", "cdp", "release", batch[1].message_id, batch[0].message_id, "--store", dsn
+    )
     assert released.returncode == 1 and released.stderr == f"vehicle-ingest: not quarantined: {batch[0].message_id}\n"
     assert json.loads(released.stdout) == {
         "released": [{"message_id": batch[1].message_id, "sink": "segment:x"}],
         "not_quarantined": [batch[0].message_id],
     }
-    listed = json.loads(_run("-m", "gateway.cli", "cdp", "quarantine", "--json", "--store", dsn).stdout)
+    listed = json.loads(_run("-m", "vehicle_ingest.gateway.cli", "cdp", "quarantine", "--json", "--store", dsn).stdout)
     assert [q["message_id"] for q in listed["quarantined"]] == [batch[2].message_id]
     assert listed["quarantined"][0]["answer"] == "bad\ntraits " + "y" * 200  # --json: all of it
-    assert json.loads(_run("-m", "gateway.cli", "cdp", "release", "--all", "--store", dsn).stdout)["released"] == [
-        {"message_id": batch[2].message_id, "sink": "segment:x"}
-    ]
-    assert json.loads(_run("-m", "gateway.cli", "cdp", "quarantine", "--json", "--store", dsn).stdout) == {
-        "quarantined": []
-    }
+    assert json.loads(_run("-m", "vehicle_ingest.gateway.cli", "cdp", "release", "--all", "--store", dsn).stdout)[
+        "released"
+    ] == [{"message_id": batch[2].message_id, "sink": "segment:x"}]
+    assert json.loads(
+        _run("-m", "vehicle_ingest.gateway.cli", "cdp", "quarantine", "--json", "--store", dsn).stdout
+    ) == {"quarantined": []}

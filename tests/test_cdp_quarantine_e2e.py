@@ -56,7 +56,9 @@ def _wait(check: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gateway.cli", "cdp", *args], capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "vehicle_ingest.gateway.cli", "cdp", *args], capture_output=True, text=True
+    )
 
 
 def test_a_refused_change_is_quarantined_listed_and_released_while_the_rest_flows(

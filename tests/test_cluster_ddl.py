@@ -29,10 +29,10 @@ from pathlib import Path
 import clickhouse_connect
 import pytest
 from prometheus_client import CollectorRegistry
+from vehicle_ingest.gateway.broker import free_port
+from vehicle_ingest.simulators.fleet import FleetSpec, simulate_fleet
+from vehicle_ingest.simulators.truth import truth_tags
 
-from gateway.broker import free_port
-from simulators.fleet import FleetSpec, simulate_fleet
-from simulators.truth import truth_tags
 from tests.helpers import now_ms, raw_message, speed_message
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
 from vehicle_ingest.cdp import Outbox

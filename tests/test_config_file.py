@@ -12,10 +12,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from vehicle_ingest.gateway.config import GatewayConfig, add_arguments, resolve_layers, settings
+from vehicle_ingest.gateway.config_render import redact, reference_markdown
+from vehicle_ingest.gateway.logs import JsonFormatter, configure_logging
 
-from gateway.config import GatewayConfig, add_arguments, resolve_layers, settings
-from gateway.config_render import redact, reference_markdown
-from gateway.logs import JsonFormatter, configure_logging
 from vehicle_ingest.errors import ConfigError, ConfigErrors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ def _problems(path: Path, env: dict[str, str] | None = None, *argv: str) -> list
 
 
 def _cli(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "gateway.cli", *argv]
+    cmd = [sys.executable, "-m", "vehicle_ingest.gateway.cli", *argv]
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60, cwd=REPO)
 
 
@@ -135,7 +135,7 @@ def test_overridden_value_is_checked_as_effective_but_file_types_always(tmp_path
 
 
 def test_unknown_vi_variable_is_a_warning_with_a_suggestion(caplog):
-    with caplog.at_level(logging.WARNING, logger="gateway.config"):
+    with caplog.at_level(logging.WARNING, logger="vehicle_ingest.gateway.config"):
         resolve_layers(_args(), {"VI_HTTP_PROT": "1", "VI_LOG_LEVEL": "INFO"})
     assert caplog.messages == ["VI_HTTP_PROT is not a vehicle-ingest setting; did you mean VI_HTTP_PORT?"]
 
@@ -224,7 +224,7 @@ def test_cli_logs_json_lines_with_the_required_fields(tmp_path):
     assert {e["msg"] for e in events} >= {"config checked", "VI_X is not a vehicle-ingest setting"}
     assert all({"ts", "level", "logger", "msg"} <= e.keys() for e in events)
     human = _cli("--log-format", "human", "config", "check", str(path), env={"VI_X": "1"})
-    assert "WARNING gateway.config: VI_X is not" in human.stderr
+    assert "WARNING vehicle_ingest.gateway.config: VI_X is not" in human.stderr
 
 
 # -- the reference ------------------------------------------------------------------------

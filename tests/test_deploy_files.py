@@ -17,9 +17,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
-from gateway.broker import free_port, mosquitto_path
-from gateway.config import GROUPS, settings
+from vehicle_ingest.gateway.broker import free_port, mosquitto_path
+from vehicle_ingest.gateway.config import GROUPS, settings
 
 yaml = pytest.importorskip("yaml", reason="PyYAML parses compose.yaml (dev extra)")
 
@@ -59,7 +58,7 @@ def _mount(service: dict, target: str) -> Path:
 
 
 def _config_check(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "gateway.cli", "config", "check", str(path)]
+    cmd = [sys.executable, "-m", "vehicle_ingest.gateway.cli", "config", "check", str(path)]
     return subprocess.run(cmd, capture_output=True, text=True, env=env or {}, timeout=60)
 
 
@@ -75,7 +74,7 @@ def test_compose_has_the_four_services_and_every_file_it_references_exists(compo
     dockerfile = context / build["dockerfile"]
     assert context == REPO and dockerfile.is_file()
     for line in dockerfile.read_text().splitlines():
-        if line.startswith("COPY "):
+        if line.startswith("COPY ") and "--from=" not in line:  # --from: another build stage, not the context
             for source in line.split()[1:-1]:
                 assert (context / source).exists(), f"Dockerfile copies {source}, which is not in the repo"
 

@@ -1,6 +1,6 @@
 """Erase and owner import through the real command line and a real gateway process.
 
-The commands run as `python -m gateway.cli ...` against an embedded store of their own (this
+The commands run as `python -m vehicle_ingest.gateway.cli ...` against an embedded store of their own (this
 module opens no store in-process: chDB allows one data directory per process), or against a
 running gateway.
 """
@@ -15,9 +15,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from vehicle_ingest.gateway.demo import GatewayProcess
+from vehicle_ingest.simulators.publisher import publish
 
-from gateway.demo import GatewayProcess
-from simulators.publisher import publish
 from tests.helpers import now_ms, speed_message
 from vehicle_ingest.privacy import ERASE_PLAN
 
@@ -50,7 +50,11 @@ store.close()
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-m", "vehicle_ingest.gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 

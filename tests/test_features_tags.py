@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
+from vehicle_ingest.simulators.fleet import FleetSpec, simulate_fleet
+from vehicle_ingest.simulators.truth import truth_tags
 
-from simulators.fleet import FleetSpec, simulate_fleet
-from simulators.truth import truth_tags
 from tests.helpers import SIGNALS, now_ms
 from vehicle_ingest.catalog import load_event_catalog
 from vehicle_ingest.cdp import Outbox

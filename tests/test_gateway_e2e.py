@@ -6,9 +6,9 @@ import json
 import time
 
 import pytest
+from vehicle_ingest.gateway.broker import Mosquitto
+from vehicle_ingest.simulators.publisher import publish
 
-from gateway.broker import Mosquitto
-from simulators.publisher import publish
 from tests.helpers import metric, simulate, speed_message
 
 pytestmark = pytest.mark.integration

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from vehicle_ingest.gateway.demo import GatewayProcess
+from vehicle_ingest.simulators.publisher import publish
 
-from gateway.demo import GatewayProcess
-from simulators.publisher import publish
 from tests.helpers import gateway_with_broker, metric, speed_message
 
 pytestmark = pytest.mark.integration

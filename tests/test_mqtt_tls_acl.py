@@ -17,10 +17,10 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from vehicle_ingest.gateway.broker import free_port, mosquitto_path, stop_process, wait_for_port
+from vehicle_ingest.gateway.config import GatewayConfig
+from vehicle_ingest.gateway.demo import GatewayProcess
 
-from gateway.broker import free_port, mosquitto_path, stop_process, wait_for_port
-from gateway.config import GatewayConfig
-from gateway.demo import GatewayProcess
 from tests.helpers import speed_message
 from vehicle_ingest.receipts import Receipt, decode_receipt
 

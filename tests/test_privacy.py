@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
+from vehicle_ingest.gateway.config import GatewayConfig
+from vehicle_ingest.simulators.fleet import FleetSpec, simulate_fleet
 
-from gateway.config import GatewayConfig
-from simulators.fleet import FleetSpec, simulate_fleet
 from tests.helpers import SIGNALS, now_ms, simulate, speed_message
 from vehicle_ingest.catalog import load_event_catalog
 from vehicle_ingest.cdp import Deliverer, Outbox, sink_from_url
@@ -372,7 +372,7 @@ def test_erase_through_a_running_gateway(broker, start_gateway, tmp_path):
     others = gw.sql(f"SELECT count() FROM signals WHERE vin != '{vin}'")[0][0]
     assert gw.sql(f"SELECT count() FROM signals WHERE vin = '{vin}'")[0][0] > 0
 
-    cli = [sys.executable, "-m", "gateway.cli", "erase", "--owner", owner, "--gateway", gw.url]
+    cli = [sys.executable, "-m", "vehicle_ingest.gateway.cli", "erase", "--owner", owner, "--gateway", gw.url]
     result = json.loads(subprocess.run(cli, check=True, capture_output=True, text=True).stdout)
     assert result["erased"]["signals"] > 0 and result["erased"]["ownership"] > 0
     for table in ("signals", "events", "latest_signals", "daily_activity", "trips", "cockpit_usage", "ownership"):

@@ -18,10 +18,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from vehicle_ingest.gateway.demo import GatewayProcess
+from vehicle_ingest.simulators.load import LoadSpec, run_load
+from vehicle_ingest.simulators.publisher import publish
 
-from gateway.demo import GatewayProcess
-from simulators.load import LoadSpec, run_load
-from simulators.publisher import publish
 from tests.helpers import gateway_with_broker, metric, speed_message
 from tests.test_query_gate import outfile_variants
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
@@ -54,7 +54,11 @@ def _post(gw: GatewayProcess, path: str, body: bytes, timeout: float = 120) -> t
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "vehicle_ingest.gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 

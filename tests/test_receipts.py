@@ -15,9 +15,9 @@ import paho.mqtt.client as mqtt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from vehicle_ingest.simulators.headunit import Outstanding
+from vehicle_ingest.simulators.publisher import publish
 
-from simulators.headunit import Outstanding
-from simulators.publisher import publish
 from tests.helpers import gateway_with_broker, metric, now_ms, raw_message, speed_message
 from vehicle_ingest.receipts import (
     Receipt,

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 from prometheus_client import CollectorRegistry
+from vehicle_ingest.simulators.fleet import Fleet, FleetSpec, simulate_fleet
 
-from simulators.fleet import Fleet, FleetSpec, simulate_fleet
 from tests.helpers import SIGNALS, raw_message, speed_message
 from vehicle_ingest.catalog import load_event_catalog
 from vehicle_ingest.ingest import Ingestor
@@ -199,7 +199,7 @@ def test_the_command_writes_the_report_and_prints_its_path(tmp_path):
     # Its own process: this module's process already holds the embedded engine for another directory.
     program = (
         "import argparse, sys\n"
-        "from gateway.report_cli import add_report_parser\n"
+        "from vehicle_ingest.gateway.report_cli import add_report_parser\n"
         "parser = argparse.ArgumentParser()\n"
         "add_report_parser(parser.add_subparsers(dest='command', required=True))\n"
         "args = parser.parse_args(sys.argv[1:])\n"

@@ -80,8 +80,8 @@ READ_DDL = default_migrations_dir() / "security" / "read_role.sql"
 
 
 def test_the_read_user_may_only_select_under_the_gateways_default_query_limits(store):
-    from gateway.config import GatewayConfig
-    from gateway.service import query_limits
+    from vehicle_ingest.gateway.config import GatewayConfig
+    from vehicle_ingest.gateway.service import query_limits
 
     formatted = [
         store.rows("SELECT formatQuery(%(q)s)", {"q": s})[0][0] for s in split_statements(READ_DDL.read_text())

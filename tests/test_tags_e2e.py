@@ -83,7 +83,7 @@ def test_tags_from_a_duplicated_reordered_stream_match_the_truth(broker, start_g
 
 def test_ingestion_keeps_flowing_while_the_cdp_is_down(broker, start_gateway, tmp_path):
     # Nothing listens on this port: every delivery attempt fails, the outbox grows.
-    from gateway.broker import free_port
+    from vehicle_ingest.gateway.broker import free_port
 
     dead = f"segment+http://writekey@127.0.0.1:{free_port()}"
     gw = start_gateway(broker.url, "--tags-interval-s", "1", "--cdp-urls", dead, "--deliver-interval-s", "1")

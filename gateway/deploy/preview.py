@@ -42,11 +42,11 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, MultipleLocator
 from PIL import Image
+from vehicle_ingest.gateway.broker import Mosquitto, free_port, stop_process
+from vehicle_ingest.gateway.demo import GatewayProcess
+from vehicle_ingest.simulators.fleet import SimMessage
+from vehicle_ingest.simulators.publisher import publish
 
-from gateway.broker import Mosquitto, free_port, stop_process
-from gateway.demo import GatewayProcess
-from simulators.fleet import SimMessage
-from simulators.publisher import publish
 from vehicle_ingest.catalog import load_signal_catalog
 from vehicle_ingest.codec import SignalBlock, encode_signals
 
@@ -142,7 +142,16 @@ def _drive_load(broker: Mosquitto, work: Path, gateways: list[GatewayProcess], p
     """Publish the fleet (paced), bad messages and restart the gateway midway; return (start, summary)."""
     end_ms = _weekday_end_ms(dt.datetime.now(dt.UTC))
     owners = work / "owners.csv"
-    cmd = [sys.executable, "-m", "gateway.cli", "simulate", "--mqtt-url", broker.url, "--vehicles", str(VEHICLES)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "vehicle_ingest.gateway.cli",
+        "simulate",
+        "--mqtt-url",
+        broker.url,
+        "--vehicles",
+        str(VEHICLES),
+    ]
     cmd += ["--duration", str(SIM_S), "--speedup", f"{SIM_S / LOAD_S:.1f}", "--end-ms", str(end_ms)]
     with (work / "simulate.log").open("wb") as log:
         sim = subprocess.Popen([*cmd, "--owners", str(owners)], stdout=subprocess.PIPE, stderr=log)

@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from vehicle_ingest._resources import schema_path
 from vehicle_ingest.errors import CatalogError
 
 __all__ = [
@@ -49,9 +50,8 @@ __all__ = [
     "load_signal_catalog",
 ]
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]  # src/vehicle_ingest/catalog.py -> repo root
-DEFAULT_SIGNALS_PATH = _REPO_ROOT / "schemas" / "signals.csv"
-DEFAULT_EVENTS_PATH = _REPO_ROOT / "schemas" / "events.csv"
+DEFAULT_SIGNALS_PATH = schema_path("signals.csv")
+DEFAULT_EVENTS_PATH = schema_path("events.csv")
 
 SIGNAL_COLUMNS = ("id", "path", "datatype", "unit", "min", "max", "scale_exp", "allowed", "description")
 EVENT_COLUMNS = ("id", "name", "value", "text", "description")

@@ -22,6 +22,7 @@ import clickhouse_connect
 import numpy as np
 import pyarrow as pa
 
+from vehicle_ingest._resources import schema_path
 from vehicle_ingest.errors import ConfigError, StoreError
 
 __all__ = [
@@ -51,7 +52,7 @@ _LOOKUP_CHUNK = 2000  # identities per lookup query (about 60 KB of query text)
 
 
 def default_migrations_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "schemas" / "clickhouse"
+    return schema_path("clickhouse")
 
 
 @dataclass(frozen=True, slots=True)

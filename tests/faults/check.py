@@ -6,7 +6,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from gateway.demo import GatewayProcess
+from vehicle_ingest.gateway.demo import GatewayProcess
+
 from tests.faults.load import Expected
 
 __all__ = ["Verdict", "compare", "stored_messages"]

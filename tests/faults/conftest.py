@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from vehicle_ingest.gateway.broker import mosquitto_path
 
-from gateway.broker import mosquitto_path
 from tests.faults.check import Verdict
 from tests.faults.harness import Rig
 from tests.faults.scale import VERDICTS, Scale

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vehicle_ingest._resources import schema_path
 from vehicle_ingest.can._numba_signals import decode_signals
 from vehicle_ingest.can.manifest import Manifest, frame_key, load_manifest
 from vehicle_ingest.can.mapping import CompiledMapping, compile_mapping, load_mapping
@@ -25,7 +26,7 @@ __all__ = ["CanDecoder", "CanModel", "CanValues", "default_models_path"]
 
 
 def default_models_path() -> Path:
-    return Path(__file__).resolve().parents[3] / "schemas" / "can" / "models.toml"
+    return schema_path("can", "models.toml")
 
 
 @dataclass(frozen=True, slots=True, eq=False)

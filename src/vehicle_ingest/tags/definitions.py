@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vehicle_ingest._resources import schema_path
 from vehicle_ingest.errors import CatalogError
 from vehicle_ingest.tags.rules import Rule, parse_rule
 
@@ -58,7 +59,7 @@ class TagDefinition:
 
 
 def default_tags_path() -> Path:
-    return Path(__file__).resolve().parents[3] / "schemas" / "tags.toml"
+    return schema_path("tags.toml")
 
 
 _TAG_ID = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_]+)*$")  # also what makes an id safe inside a SQL literal
