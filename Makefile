@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-pipeline soak faults can-parity fuzz clean setup system-packages
+.PHONY: demo test lint bench bench-pipeline soak faults can-parity fuzz c-client clean setup system-packages
 
 setup: $(STAMP) system-packages
 
@@ -78,6 +78,26 @@ can-parity: setup
 FUZZ_RUNS ?= 1000000
 fuzz: setup
 	nice -n 10 $(BIN)/python fuzz/run_all.py $(FUZZ_RUNS)
+
+# The C reference client (clients/c/README.md): gcc and libmosquitto-dev via apt when missing and
+# root; a release and an ASan+UBSan build (-std=c99 -Werror); the C unit tests under both; then C
+# encoder == Python encoder == schemas/golden, one line per golden vector and a summary of
+# C_CASES generated cases (fixed seed) on both builds.
+C_CASES ?= 20000
+c-client: $(STAMP)
+	@missing=""; \
+	command -v cc >/dev/null 2>&1 || missing="$$missing gcc libc6-dev"; \
+	[ -f /usr/include/mosquitto.h ] || missing="$$missing libmosquitto-dev"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "missing system packages:$$missing (sudo apt-get install$$missing, or run make as root)"; exit 1; \
+	  fi; \
+	fi
+	$(MAKE) -C clients/c all
+	$(MAKE) -C clients/c check
+	$(BIN)/python clients/c/tests/parity.py --cases $(C_CASES) --no-build
 
 clean:
 	rm -rf .vi-data .vi-demo .pytest_cache .fuzz
