@@ -17,6 +17,7 @@ void vi_outbox_init(vi_outbox *o, vi_buffer *b, const char *vin, vi_publish_fn p
     o->receipt_timeout_ms = 60000;
     o->max_backoff_ms = 600000;
     o->window = 20;
+    o->next_timeout_ms = INT64_MAX;
 }
 
 static vi_buffer_entry *find(const vi_outbox *o, uint64_t seq) {
@@ -44,6 +45,8 @@ void vi_outbox_connected(vi_outbox *o) {
     size_t i;
     o->connected = 1;
     o->n_slots = 0;
+    o->due_from = 0;
+    o->next_timeout_ms = INT64_MAX;
     for (i = 0; i < o->buf->n; i++) o->buf->entries[i].state = VI_SEND_DUE;
 }
 
@@ -60,15 +63,27 @@ static int64_t wait_after(const vi_outbox *o, uint32_t attempts) {
     return t < o->max_backoff_ms ? t : o->max_backoff_ms;
 }
 
+static void note_timeout(vi_outbox *o, int64_t due) {
+    if (due < o->next_timeout_ms) o->next_timeout_ms = due;
+}
+
+/* A full pass only when the earliest timeout has come. */
 static void timeouts(vi_outbox *o, int64_t now) {
+    int64_t next = INT64_MAX;
     size_t i;
-    if (o->receipt_timeout_ms <= 0) return;
+    if (o->receipt_timeout_ms <= 0 || now < o->next_timeout_ms) return;
     for (i = 0; i < o->buf->n; i++) {
         vi_buffer_entry *e = &o->buf->entries[i];
-        if (e->covered || e->state == VI_SEND_DUE || now < e->due_ms) continue;
+        if (e->covered || e->state == VI_SEND_DUE) continue;
+        if (now < e->due_ms) {
+            next = e->due_ms < next ? e->due_ms : next;
+            continue;
+        }
         if (e->state == VI_SEND_INFLIGHT) drop_slot_of(o, e->seq);
         e->state = VI_SEND_DUE;
+        if (e->seq < o->due_from) o->due_from = e->seq;
     }
+    o->next_timeout_ms = next;
 }
 
 /* 1: published; 0: the client refused (stop for now); < 0: buffer error. */
@@ -93,6 +108,7 @@ static int send_one(vi_outbox *o, vi_buffer_entry *e, int64_t now) {
         e->attempts++;
         e->state = VI_SEND_REFUSED;
         e->due_ms = now + wait_after(o, e->attempts);
+        note_timeout(o, e->due_ms);
         o->stats.ack_errors++;
         return 1;
     }
@@ -102,6 +118,7 @@ static int send_one(vi_outbox *o, vi_buffer_entry *e, int64_t now) {
     e->state = VI_SEND_INFLIGHT;
     e->mid = mid;
     e->due_ms = now + wait_after(o, e->attempts);
+    note_timeout(o, e->due_ms);
     o->slots[o->n_slots].mid = mid;
     o->slots[o->n_slots].seq = e->seq;
     o->n_slots++;
@@ -113,14 +130,17 @@ int vi_outbox_pump(vi_outbox *o, int64_t now) {
     size_t i;
     if (!o->connected) return 0;
     timeouts(o, now);
-    for (i = 0; i < o->buf->n && o->n_slots < window; i++) {
+    for (i = vi_buffer_lower_bound(o->buf, o->due_from); i < o->buf->n; i++) {
         vi_buffer_entry *e = &o->buf->entries[i];
         int rc;
         if (e->covered || e->state != VI_SEND_DUE) continue;
+        if (o->n_slots >= window) break;
         rc = send_one(o, e, now);
         if (rc < 0) return rc;
         if (rc == 0) break;
     }
+    /* everything below entries[i] is sent or waiting; new appends come above it */
+    o->due_from = i < o->buf->n ? o->buf->entries[i].seq : o->buf->n ? o->buf->entries[o->buf->n - 1].seq + 1 : 0;
     return 0;
 }
 
@@ -200,10 +220,17 @@ int vi_outbox_receipt(vi_outbox *o, const uint8_t *payload, size_t len) {
     return rc;
 }
 
-size_t vi_outbox_count(const vi_outbox *o, int state) {
-    size_t i, k = 0;
+void vi_outbox_counts(const vi_outbox *o, size_t counts[4]) {
+    size_t i;
+    counts[0] = counts[1] = counts[2] = counts[3] = 0;
     for (i = 0; i < o->buf->n; i++) {
-        if (!o->buf->entries[i].covered && o->buf->entries[i].state == state) k++;
+        const vi_buffer_entry *e = &o->buf->entries[i];
+        if (!e->covered && e->state <= VI_SEND_REFUSED) counts[e->state]++;
     }
-    return k;
+}
+
+size_t vi_outbox_count(const vi_outbox *o, int state) {
+    size_t counts[4];
+    vi_outbox_counts(o, counts);
+    return state >= 0 && state <= VI_SEND_REFUSED ? counts[state] : 0;
 }

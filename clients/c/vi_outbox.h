@@ -14,6 +14,9 @@
  *
  * The caller supplies publish() and feeds in connection changes, PUBACKs and
  * receipts; a vi_outbox does no I/O other than through vi_buffer and `log`.
+ * New messages are appended to the buffer by the caller with seqs above all
+ * earlier ones; vi_outbox_pump() costs O(log n + window) when nothing timed out,
+ * so a large backlog (a month offline) costs nothing while it waits.
  */
 #ifndef VI_OUTBOX_H
 #define VI_OUTBOX_H
@@ -64,6 +67,8 @@ typedef struct {
         uint64_t seq;
     } slots[VI_OUTBOX_MAX_WINDOW];
     unsigned n_slots;
+    uint64_t due_from;       /* no DUE message has a seq below this: the pump starts there */
+    int64_t next_timeout_ms; /* earliest receipt timeout among published messages */
     vi_outbox_stats stats;
     uint8_t payload[VI_MAX_PAYLOAD];
 } vi_outbox;
@@ -79,8 +84,10 @@ void vi_outbox_puback(vi_outbox *o, int mid, int reason_code);
  * a VI_BUF_ERR_* when writing the covered records failed (the messages stay covered in RAM only:
  * after a restart they are sent again, which is harmless). */
 int vi_outbox_receipt(vi_outbox *o, const uint8_t *payload, size_t len);
-/* Messages held in state `state`. */
+/* Messages held in state `state`. One pass over the buffer. */
 size_t vi_outbox_count(const vi_outbox *o, int state);
+/* counts[VI_SEND_DUE .. VI_SEND_REFUSED] in one pass. */
+void vi_outbox_counts(const vi_outbox *o, size_t counts[4]);
 
 #ifdef __cplusplus
 }

@@ -108,7 +108,8 @@ static const char USAGE[] =
     "  --tls-cert FILE          TLS: client certificate (its CN is the VIN with use_identity_as_username)\n"
     "  --tls-key FILE           TLS: client key\n"
     "  --username NAME          MQTT user name; the password comes from $VI_MQTT_PASSWORD\n"
-    "  --messages N             new messages to create, then finish (0: until SIGTERM; default 10)\n"
+    "  --messages N             new messages to create, then finish (default 10; 0: run until SIGTERM,\n"
+    "                           generating in real time)\n"
     "  --input FILE|-           read S/E/C lines (see vi_source.h) instead of generating samples\n"
     "  --interval-ms MS         pause between new messages (0)\n"
     "  --samples N              generator: samples per signal per message (10)\n"
@@ -185,6 +186,11 @@ static int set_option(options *o, const opt_spec *s, const char *value) {
     return 0;
 }
 
+static int usage_error(const char *what, const char *arg) {
+    fprintf(stderr, "vi_publisher: error: %s: %s\n", what, arg);
+    return -1;
+}
+
 static int parse_options(options *o, int argc, char **argv) {
     int i;
     size_t k;
@@ -197,19 +203,19 @@ static int parse_options(options *o, int argc, char **argv) {
         const char *arg = argv[i], *eq, *value;
         size_t name_len;
         if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) return fputs(USAGE, stdout), 1;
-        if (strncmp(arg, "--", 2) != 0) return fprintf(stderr, "vi_publisher: error: unexpected argument %s\n", arg), -1;
+        if (strncmp(arg, "--", 2) != 0) return usage_error("unexpected argument", arg);
         eq = strchr(arg, '=');
         name_len = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
         for (k = 0; k < sizeof SPECS / sizeof SPECS[0]; k++) {
             if (strlen(SPECS[k].name) == name_len && !strncmp(SPECS[k].name, arg + 2, name_len)) break;
         }
-        if (k == sizeof SPECS / sizeof SPECS[0]) return fprintf(stderr, "vi_publisher: error: unknown option %s\n", arg), -1;
+        if (k == sizeof SPECS / sizeof SPECS[0]) return usage_error("unknown option", arg);
         value = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
         if (!value || set_option(o, &SPECS[k], value)) {
             return fprintf(stderr, "vi_publisher: error: --%s: bad or missing value\n", SPECS[k].name), -1;
         }
     }
-    if (!o->vin || !o->state) return fprintf(stderr, "vi_publisher: error: --vin and --state are required\n%s", USAGE), -1;
+    if (!o->vin || !o->state) return usage_error("--vin and --state are required", "see --help");
     if (!vi_vin_valid(o->vin)) return fprintf(stderr, "vi_publisher: error: --vin: %s\n", vi_strerror(VI_ERR_VIN)), -1;
     return 0;
 }
@@ -222,10 +228,10 @@ typedef struct {
 
 static send_counts counts(void) {
     send_counts c;
-    c.due = vi_outbox_count(&g_out, VI_SEND_DUE);
-    c.inflight = vi_outbox_count(&g_out, VI_SEND_INFLIGHT);
-    c.waiting = vi_outbox_count(&g_out, VI_SEND_WAITING);
-    c.refused = vi_outbox_count(&g_out, VI_SEND_REFUSED);
+    size_t k[4];
+    vi_outbox_counts(&g_out, k);
+    c.due = k[VI_SEND_DUE], c.inflight = k[VI_SEND_INFLIGHT], c.waiting = k[VI_SEND_WAITING];
+    c.refused = k[VI_SEND_REFUSED];
     return c;
 }
 
@@ -237,7 +243,8 @@ static void write_json(app *a, FILE *f, const char *state) {
             "\"receipts_subscribed\": %s, \"created\": %llu, "
             "\"samples\": %llu, \"events\": %llu, \"frames\": %llu, \"value_sum\": %.17g, \"first_seq\": %llu, "
             "\"last_seq\": %llu, \"recovered\": %llu, \"pending\": %lu, \"due\": %lu, \"inflight\": %lu, "
-            "\"awaiting_receipt\": %lu, \"refused_by_broker\": %lu, \"published\": %llu, \"republished\": %llu, \"acked\": %llu, "
+            "\"awaiting_receipt\": %lu, \"refused_by_broker\": %lu, \"published\": %llu, \"republished\": %llu, "
+            "\"acked\": %llu, "
             "\"ack_errors\": %llu, \"receipts\": %llu, \"receipts_ignored\": %llu, \"receipted_stored\": %llu, "
             "\"receipted_rejected\": %llu, \"damaged\": %llu, \"buffer_bytes\": %llu, \"compactions\": %llu}\n",
             a->opt.vin, state, (unsigned long)a->seq.boot, g_out.connected ? "true" : "false",
@@ -445,6 +452,10 @@ static int produce(app *a, int64_t now) {
                 a->source_done = 1;
                 break;
             }
+            int64_t span = (int64_t)a->opt.samples * a->opt.period_ms;
+            if (!a->input && !a->opt.messages && a->gen.next_ts + span > wall_ms()) {
+                break; /* continuous: a message once its samples have happened, never ahead of the clock */
+            }
             rc = next_message(a);
             if (rc < 0) return -1;
             if (rc == 0) {
@@ -463,8 +474,10 @@ static int produce(app *a, int64_t now) {
 /* --- main loop --- */
 
 static int finished(app *a, int64_t now) {
+    static int64_t last_check;
     send_counts c;
-    if (!a->source_done || a->held) return 0;
+    if (!a->source_done || a->held || now - last_check < 50) return 0; /* a pass over the buffer: not too often */
+    last_check = now;
     c = counts();
     if (c.due || c.inflight || c.refused || !g_out.connected) return 0; /* everything PUBACKed at least once */
     if (!a->opt.wait_receipts_ms || a->buf.pending == 0) return 1;
@@ -520,7 +533,9 @@ static int open_source(app *a) {
         vi_reader_init(&a->reader, a->input);
     } else {
         int64_t span = (int64_t)a->opt.samples * a->opt.period_ms;
-        int64_t start = a->opt.start_ms >= 0 ? a->opt.start_ms : wall_ms() - (int64_t)a->opt.messages * span;
+        /* a finite run: the drive ends now; a continuous one: the first message covers the last `span` ms */
+        int64_t runs = a->opt.messages ? (int64_t)a->opt.messages : 1;
+        int64_t start = a->opt.start_ms >= 0 ? a->opt.start_ms : wall_ms() - runs * span;
         vi_generator_init(&a->gen, a->opt.seed, start, (unsigned)a->opt.samples, (unsigned)a->opt.period_ms,
                           (unsigned)a->opt.events_every);
     }
@@ -563,7 +578,8 @@ int main(int argc, char **argv) {
         mosquitto_loop(a.mosq, 100, 1);
     }
     write_status(&a, rc == EXIT_SUCCESS ? "done" : rc == EXIT_GAVE_UP ? "gave_up" : "failed");
-    write_json(&a, stdout, g_stop ? "stopped" : rc == EXIT_SUCCESS ? "done" : rc == EXIT_GAVE_UP ? "gave_up" : "failed");
+    write_json(&a, stdout,
+               g_stop ? "stopped" : rc == EXIT_SUCCESS ? "done" : rc == EXIT_GAVE_UP ? "gave_up" : "failed");
     fflush(stdout);
     vi_buffer_close(&a.buf);
     if (a.input && a.input != stdin) fclose(a.input);

@@ -9,7 +9,7 @@
  * counter would pass 2^32-1, vi_seq_next() moves to a new boot counter first.
  *
  * `floor` is a defence in depth: the highest seq the store-and-forward buffer
- * ever held (vi_buffer_high_seq). The new boot counter is above both the file's
+ * ever held (vi_buffer.high_seq). The new boot counter is above both the file's
  * and the floor's, so a boot counter file lost or rolled back (restored from an
  * old image) cannot make seqs repeat while the buffer survives.
  *

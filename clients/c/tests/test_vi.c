@@ -203,7 +203,9 @@ static void test_counts_and_arrays(void) {
     vi_signal_block b[16];
     size_t i;
     long len;
-    for (i = 0; i < 16; i++) b[i].signal_id = (uint16_t)i, b[i].scale_exp = 0, b[i].count = 1, b[i].ts_ms = ts, b[i].raw = raw;
+    for (i = 0; i < 16; i++) {
+        b[i].signal_id = (uint16_t)i, b[i].scale_exp = 0, b[i].count = 1, b[i].ts_ms = ts, b[i].raw = raw;
+    }
     CHECK_EQ(vi_encode_signals(g_buf, sizeof g_buf, VIN, 0, 0, b, 0), VI_ERR_COUNT);
     CHECK(vi_encode_signals(g_buf, sizeof g_buf, VIN, 0, 0, b, 15) > 0 && g_buf[23] == 0x9f);
     CHECK(vi_encode_signals(g_buf, sizeof g_buf, VIN, 0, 0, b, 16) > 0 && g_buf[23] == 0xdc && g_buf[25] == 16);
@@ -368,7 +370,8 @@ static void mp_be(mp *m, uint64_t v, int n) {
 }
 
 static void mp_uint(mp *m, uint64_t v, int width) {
-    static const uint8_t uns[9] = {0, 0xcc, 0xcd, 0, 0xce, 0, 0, 0, 0xcf}, sig[9] = {0, 0xd0, 0xd1, 0, 0xd2, 0, 0, 0, 0xd3};
+    static const uint8_t uns[9] = {0, 0xcc, 0xcd, 0, 0xce, 0, 0, 0, 0xcf};
+    static const uint8_t sig[9] = {0, 0xd0, 0xd1, 0, 0xd2, 0, 0, 0, 0xd3};
     if (width == 0) {
         width = v <= 0x7f ? 0 : v <= 0xff ? 1 : v <= 0xffff ? 2 : v <= 0xffffffffu ? 4 : 8;
         if (!width) {
@@ -398,6 +401,7 @@ static void mp_str(mp *m, const char *s, size_t n, int width) {
 /* [1, 16, VIN, [[1,3],[5,5],[300, 2^40]], [[4,"malformed"],[2^33,"seq_reused"]]] in the given widths */
 static size_t build_receipt(uint8_t *out, int iw, int aw, int sw) {
     mp m = {out, 0};
+    int wide = iw ? (iw > 0 ? 8 : -8) : 0; /* values above 2^32 need 8 bytes */
     mp_array(&m, 5, aw);
     mp_uint(&m, 1, iw);
     mp_uint(&m, 16, iw);
@@ -405,10 +409,10 @@ static size_t build_receipt(uint8_t *out, int iw, int aw, int sw) {
     mp_array(&m, 3, aw);
     mp_array(&m, 2, aw), mp_uint(&m, 1, iw), mp_uint(&m, 3, iw);
     mp_array(&m, 2, aw), mp_uint(&m, 5, iw), mp_uint(&m, 5, iw);
-    mp_array(&m, 2, aw), mp_uint(&m, 300, iw ? (iw > 0 ? 8 : -8) : 0), mp_uint(&m, 1ULL << 40, iw ? (iw > 0 ? 8 : -8) : 0);
+    mp_array(&m, 2, aw), mp_uint(&m, 300, wide), mp_uint(&m, 1ULL << 40, wide);
     mp_array(&m, 2, aw);
     mp_array(&m, 2, aw), mp_uint(&m, 4, iw), mp_str(&m, "malformed", 9, sw);
-    mp_array(&m, 2, aw), mp_uint(&m, 1ULL << 33, iw ? (iw > 0 ? 8 : -8) : 0), mp_str(&m, "seq_reused", 10, sw);
+    mp_array(&m, 2, aw), mp_uint(&m, 1ULL << 33, wide), mp_str(&m, "seq_reused", 10, sw);
     return m.n;
 }
 
