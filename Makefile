@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test wheel-check lint bench bench-pipeline soak faults can-parity fuzz clean setup system-packages
+.PHONY: demo test wheel-check lint bench bench-pipeline soak faults can-parity fuzz c-client clean setup system-packages
 
 setup: $(STAMP) system-packages
 
@@ -28,6 +28,8 @@ system-packages:
 	command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto mosquitto-clients"; \
 	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v cc >/dev/null 2>&1 || missing="$$missing gcc libc6-dev"; \
+	[ -f /usr/include/mosquitto.h ] || missing="$$missing libmosquitto-dev"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
@@ -42,6 +44,7 @@ demo: setup
 test: setup
 	$(BIN)/ruff check src gateway simulators tests benchmarks fuzz
 	$(BIN)/python -m pytest -q
+	$(MAKE) c-client
 	$(MAKE) wheel-check
 
 # The wheel, installed alone in a fresh venv, runs the demo from a folder outside the repository.
@@ -83,6 +86,16 @@ can-parity: setup
 FUZZ_RUNS ?= 1000000
 fuzz: setup
 	nice -n 10 $(BIN)/python fuzz/run_all.py $(FUZZ_RUNS)
+
+# The C reference client (clients/c/README.md): gcc and libmosquitto-dev via apt when missing and
+# root; a release and an ASan+UBSan build (-std=c99 -Werror); the C unit tests under both; then C
+# encoder == Python encoder == schemas/golden, one line per golden vector and a summary of
+# C_CASES generated cases (fixed seed) on both builds.
+C_CASES ?= 20000
+c-client: setup
+	$(MAKE) -C clients/c all
+	$(MAKE) -C clients/c check
+	$(BIN)/python clients/c/tests/parity.py --cases $(C_CASES) --no-build
 
 clean:
 	rm -rf .vi-data .vi-demo .pytest_cache .fuzz
