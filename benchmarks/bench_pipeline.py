@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
+
 from vehicle_ingest.gateway.broker import Mosquitto, free_port
 from vehicle_ingest.gateway.demo import GatewayProcess
 

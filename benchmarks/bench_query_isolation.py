@@ -30,11 +30,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
 from vehicle_ingest.gateway.broker import Mosquitto, free_port
 from vehicle_ingest.gateway.demo import GatewayProcess
 from vehicle_ingest.simulators.load import LoadSpec, run_load
-
-from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
 
 HEAVY = b"SELECT count() FROM (SELECT number % 1000003 AS k, count() FROM numbers(300000000) GROUP BY k)"
 GROUP_ARRAY = b"SELECT length(groupArray(number)) FROM numbers(400000000)"

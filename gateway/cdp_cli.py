@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import urllib.error
 from datetime import UTC, datetime
 from typing import Any
 
 from vehicle_ingest.errors import VehicleIngestError
+from vehicle_ingest.gateway.cli_support import add_target_flags, api, in_store
 
 __all__ = ["CdpCommandError", "add_cdp_parser"]
 
@@ -43,8 +42,7 @@ def add_cdp_parser(subparsers: Any) -> argparse.ArgumentParser:
     release.add_argument("--sink", help="only this sink's quarantine")
     release.set_defaults(func=run_release)
     for p in (listing, release):
-        p.add_argument("--store", default=os.environ.get("VI_STORE", "chdb://.vi-data/store"))
-        p.add_argument("--gateway", default=os.environ.get("VI_GATEWAY_URL"), help="ask a running gateway over HTTP")
+        add_target_flags(p)
     return cdp
 
 
@@ -53,11 +51,9 @@ def run_quarantine(args: argparse.Namespace) -> int:
         body = json.dumps({"sink": args.sink}).encode() if args.sink else None
         held = _ask(args, "/api/cdp/quarantine", body)["quarantined"]
     else:
-        from vehicle_ingest.gateway.cli import _in_store
-
         from vehicle_ingest.cdp import Quarantine
 
-        held = [q.to_json() for q in _in_store(args.store, lambda store: Quarantine(store).entries(args.sink))]
+        held = [q.to_json() for q in in_store(args.store, lambda store: Quarantine(store).entries(args.sink))]
     print(json.dumps({"quarantined": held}) if args.json else _table(held))
     return 0
 
@@ -70,11 +66,9 @@ def run_release(args: argparse.Namespace) -> int:
         request = {"all": True} if ids is None else {"message_ids": ids}
         result = _ask(args, "/api/cdp/release", json.dumps({**request, "sink": args.sink}).encode())
     else:
-        from vehicle_ingest.gateway.cli import _in_store
-
         from vehicle_ingest.cdp import Quarantine
 
-        released = _in_store(args.store, lambda store: Quarantine(store).release(ids, args.sink))
+        released = in_store(args.store, lambda store: Quarantine(store).release(ids, args.sink))
         missing = sorted(set(ids or []) - {q.message_id for q in released})
         shown = [{"message_id": q.message_id, "sink": q.sink} for q in released]
         result = {"released": shown, "not_quarantined": missing}
@@ -86,23 +80,8 @@ def run_release(args: argparse.Namespace) -> int:
 
 
 def _ask(args: argparse.Namespace, path: str, body: bytes | None) -> Any:
-    """The gateway's answer; its refusals and an unreachable gateway become one-line errors."""
-    from vehicle_ingest.gateway.cli import _api
-
-    try:
-        return _api(args, path, body)
-    except urllib.error.HTTPError as exc:
-        raise CdpCommandError(f"{args.gateway}{path}: HTTP {exc.code}: {_error_text(exc)}") from exc
-    except urllib.error.URLError as exc:
-        raise CdpCommandError(f"cannot reach the gateway at {args.gateway}: {exc.reason}") from exc
-
-
-def _error_text(exc: urllib.error.HTTPError) -> str:
-    text = exc.read().decode("utf-8", "replace").strip()
-    try:
-        return str(json.loads(text)["error"])
-    except (ValueError, KeyError, TypeError):
-        return text[:200] or str(exc.reason)
+    """The gateway's answer; its refusals and an unreachable gateway are one-line errors (GatewayError)."""
+    return api(args, path, body)
 
 
 def _table(held: list[dict[str, Any]]) -> str:

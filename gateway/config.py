@@ -20,9 +20,8 @@ from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
-from vehicle_ingest.gateway.config_file import parse_text, read_config_file, suggest
-
 from vehicle_ingest.errors import ConfigError, ConfigErrors
+from vehicle_ingest.gateway.config_file import parse_text, read_config_file, suggest
 
 __all__ = [
     "CONFIG_ENV",
@@ -32,6 +31,7 @@ __all__ = [
     "Resolved",
     "Setting",
     "add_arguments",
+    "default_store",
     "env_name",
     "flag_name",
     "resolve",
@@ -63,6 +63,11 @@ _MIN_TOKEN = 16
 _TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")  # RFC 6750 b64token: sent as is in an HTTP header
 
 
+def default_store() -> str:
+    """The store when none is given: an absolute data directory, whatever folder a command runs in."""
+    return GatewayConfig.__dataclass_fields__["store"].default  # type: ignore[no-any-return]
+
+
 def _setting(default: Any, group: str, doc: str) -> Any:
     return field(default=default, metadata={"group": group, "doc": doc})
 
@@ -87,10 +92,11 @@ class GatewayConfig:
         "", "mqtt", "PEM private key of `mqtt_tls_cert`. Keep it readable by the gateway only."
     )
     store: str = _setting(
-        "chdb://.vi-data/store",
+        "chdb://~/.local/share/vehicle-ingest/store",
         "store",
-        "`chdb:///path` (embedded, locked by this process) or `http://user:password@host:8123/database`"
-        " (a ClickHouse server; percent-encode special characters in the password).",
+        "`chdb:///path` (embedded, locked by this process; `~` is the home of the user running it) or"
+        " `http://user:password@host:8123/database` (a ClickHouse server; percent-encode special characters in the"
+        " password). The gateway prints the absolute store at start.",
     )
     location_retention_days: int = _setting(
         120,

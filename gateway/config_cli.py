@@ -8,11 +8,10 @@ import logging
 import sys
 from typing import Any
 
+from vehicle_ingest.errors import ConfigError
 from vehicle_ingest.gateway.config import Resolved, add_arguments, resolve_layers
 from vehicle_ingest.gateway.config_render import redact, reference_markdown, to_json, to_toml
 from vehicle_ingest.gateway.logs import add_log_flags
-
-from vehicle_ingest.errors import ConfigError
 
 __all__ = ["EXIT_INVALID", "add_config_commands"]
 

@@ -12,9 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-from vehicle_ingest.gateway.broker import Mosquitto, free_port
-
 from vehicle_ingest.catalog import load_signal_catalog
+from vehicle_ingest.gateway.broker import Mosquitto, free_port
 
 __all__ = ["GatewayProcess", "run_demo"]
 

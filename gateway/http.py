@@ -21,9 +21,9 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
-from vehicle_ingest.gateway.config import is_loopback
 
 from vehicle_ingest.errors import ConfigError, QueryBusyError, QueryError, StoreError
+from vehicle_ingest.gateway.config import is_loopback
 
 __all__ = ["HttpLimits", "HttpServer", "Response"]
 

@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["add_load_parser", "add_receipt_flags"]
+from vehicle_ingest.errors import ConfigError, VehicleIngestError
+from vehicle_ingest.gateway.cli_support import count, fraction, positive
+
+__all__ = ["add_load_parser", "add_receipt_flags", "broker_unreachable"]
+
+EXIT_INTERRUPTED = 130
+
+
+@contextlib.contextmanager
+def broker_unreachable(url: str) -> Iterator[None]:
+    """A broker that refuses or never answers the connection: one line naming it, not a traceback."""
+    try:
+        yield
+    except (ConnectionError, OSError) as exc:
+        raise VehicleIngestError(f"cannot reach the broker at {url}: {exc} (is it running? check --mqtt-url)") from exc
 
 
 def _load(args: argparse.Namespace) -> int:
-    from vehicle_ingest.simulators.load import LoadSpec, run_load
-
     from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
+    from vehicle_ingest.simulators.load import LoadSpec, run_load
 
     spec = LoadSpec(
         vehicles=args.vehicles,
@@ -33,19 +48,21 @@ def _load(args: argparse.Namespace) -> int:
     try:
         spec.check()
     except ValueError as exc:
-        print(f"vehicle-ingest load: {exc}", file=sys.stderr)
-        return 2
+        raise ConfigError("load", str(exc)) from exc
     print(
         f"{spec.vehicles:,} vehicles, {spec.rate:,.0f} msg/s (one per vehicle every {spec.period_s:.2f} s),"
         f" {spec.samples_per_message} samples/msg = {spec.rate * spec.samples_per_message:,.0f} samples/s offered",
         file=sys.stderr,
     )
     progress = None if args.quiet else sys.stderr
-    result = run_load(spec, args.mqtt_url, load_signal_catalog(), load_event_catalog(), progress)
+    with broker_unreachable(args.mqtt_url):
+        result = run_load(spec, args.mqtt_url, load_signal_catalog(), load_event_catalog(), progress)
     summary = result.as_dict()
-    if args.truth:
+    if args.truth:  # after Ctrl-C too: exactly what settled until then
         Path(args.truth).write_text(json.dumps(summary, indent=1) + "\n")
     print(json.dumps(summary))
+    if result.totals.interrupted:
+        return EXIT_INTERRUPTED
     return 0 if result.totals.failed == 0 else 1
 
 
@@ -59,26 +76,44 @@ def add_receipt_flags(parser: argparse.ArgumentParser) -> None:
         " --no-receipts counts broker PUBACKs (default: %(default)s)",
     )
     parser.add_argument(
-        "--receipt-timeout", type=float, default=30.0, help="resend a message not receipted after this many seconds"
+        "--receipt-timeout",
+        type=positive,
+        default=30.0,
+        help="resend a message not receipted after this many seconds (default: %(default)s)",
     )
     parser.add_argument(
-        "--settle-timeout", type=float, default=60.0, help="after the last publish, wait this long for receipts"
+        "--settle-timeout",
+        type=fraction,
+        default=60.0,
+        help="after the last publish, wait this long for receipts (default: %(default)s)",
     )
 
 
 def add_load_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("load", help="load test: a large fleet at a target message rate, PUBACK-counted")
-    p.add_argument("--vehicles", type=int, default=10_000)
-    p.add_argument("--rate", type=float, default=2_000.0, help="signal messages per second, whole fleet")
-    p.add_argument("--hz", type=float, default=10.0, help="samples per second per signal")
-    p.add_argument("--signals", type=int, default=10, help="signals per message (1-12)")
-    p.add_argument("--duration", type=float, default=60.0, help="wall-clock seconds of publishing")
-    p.add_argument("--connections", type=int, default=4, help="MQTT connections the fleet is multiplexed over")
+    p = sub.add_parser("load", help="load test: a large fleet at a target message rate, receipt-counted")
+    p.add_argument("--vehicles", type=count, default=10_000, help="vehicles in the fleet (default: %(default)s)")
+    p.add_argument(
+        "--rate", type=positive, default=2_000.0, help="signal messages per second, whole fleet (default: %(default)s)"
+    )
+    p.add_argument("--hz", type=positive, default=10.0, help="samples per second per signal (default: %(default)s)")
+    p.add_argument("--signals", type=count, default=10, help="signals per message, 1-12 (default: %(default)s)")
+    p.add_argument(
+        "--duration", type=positive, default=60.0, help="wall-clock seconds of publishing (default: %(default)s)"
+    )
+    p.add_argument(
+        "--connections", type=count, default=4, help="MQTT connections the fleet shares (default: %(default)s)"
+    )
     p.add_argument("--per-vehicle", action="store_true", help="one MQTT connection per vehicle instead")
-    p.add_argument("--events-per-hour", type=float, default=6.0, help="cockpit events per vehicle per hour")
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--events-per-hour", type=fraction, default=6.0, help="cockpit events per vehicle per hour (default: 6)"
+    )
+    p.add_argument("--seed", type=int, default=7, help="the fleet is a function of the seed (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--truth", help="write what was settled (receipts, or PUBACKs with --no-receipts) to this file")
     add_receipt_flags(p)
-    p.add_argument("--mqtt-url", default=os.environ.get("VI_MQTT_URL", "mqtt://127.0.0.1:1883"))
+    p.add_argument(
+        "--mqtt-url",
+        default=os.environ.get("VI_MQTT_URL", "mqtt://127.0.0.1:1883"),
+        help="the broker (env VI_MQTT_URL; default: %(default)s)",
+    )
     p.set_defaults(func=_load)

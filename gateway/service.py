@@ -22,15 +22,15 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, generate_latest
-from vehicle_ingest.gateway.config import GatewayConfig
-from vehicle_ingest.gateway.config_render import redact
-from vehicle_ingest.gateway.http import HttpLimits, HttpServer, Response
-from vehicle_ingest.gateway.mqtt_source import Delivery, MqttSettings, MqttSource
 
 from vehicle_ingest.can.models import CanDecoder, default_models_path
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
 from vehicle_ingest.cdp import Deliverer, Outbox, Quarantine, sink_from_url
 from vehicle_ingest.errors import ErasureIncompleteError, StoreError, UnknownErasureTargetError
+from vehicle_ingest.gateway.config import GatewayConfig
+from vehicle_ingest.gateway.config_render import redact
+from vehicle_ingest.gateway.http import HttpLimits, HttpServer, Response
+from vehicle_ingest.gateway.mqtt_source import Delivery, MqttSettings, MqttSource
 from vehicle_ingest.ingest import Ingestor, IngestOutcome, IngestPolicy
 from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.owners import parse_registry, save_registry
@@ -71,6 +71,13 @@ def _as_of(body: bytes) -> int | None:
     value = json.loads(body).get("as_of_ms")
     if value is not None and not isinstance(value, int):
         raise ValueError("as_of_ms must be an integer (ms since the Unix epoch)")
+    return value
+
+
+def _int_field(request: dict[str, Any], key: str, default: int) -> int:
+    value = request.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{key} must be a whole number >= 0")
     return value
 
 
@@ -356,6 +363,8 @@ class Gateway:
             ("POST", "/api/tags/run"): self._tags_run_route,
             ("POST", "/api/owners"): self._owners_route,
             ("POST", "/api/erase"): self._erase_route,
+            ("POST", "/api/report"): self._report_route,
+            ("POST", "/api/audience"): self._audience_route,
             ("GET", "/api/cdp/quarantine"): self._quarantine_route,
             ("POST", "/api/cdp/quarantine"): self._quarantine_route,
             ("POST", "/api/cdp/release"): self._release_route,
@@ -379,6 +388,26 @@ class Gateway:
     async def _readyz(self, _body: bytes) -> Response:
         checks = self.readiness()
         return Response.json(200 if all(checks.values()) else 503, {"ready": all(checks.values()), **checks})
+
+    async def _report_route(self, body: bytes) -> Response:
+        """The report's data as JSON (the CLI draws the charts): `{"as_of_ms": N, "days": D}`."""
+        from vehicle_ingest.report.queries import fetch_report_data
+
+        request = json.loads(body or b"{}")
+        as_of_ms, days = _int_field(request, "as_of_ms", _now_ms()), _int_field(request, "days", 90)
+        data = await self.run_read(lambda session: fetch_report_data(session, as_of_ms, days).to_json())
+        return Response.json(200, data)
+
+    async def _audience_route(self, body: bytes) -> Response:
+        """`{"tag": ID, "as_of_ms": N}`: the owners holding the tag, since when and why."""
+        from vehicle_ingest.report.audience import audience
+
+        request = json.loads(body or b"{}")
+        tag, as_of_ms = str(request.get("tag", "")), _int_field(request, "as_of_ms", _now_ms())
+        known = frozenset(d.id for d in self._cycle.engine.definitions)
+        members = await self.run_read(lambda session: audience(session, tag, as_of_ms, known))
+        rows = [{"owner_id": m.owner_id, "since_ms": m.since_ms, "evidence": m.evidence} for m in members]
+        return Response.json(200, {"tag": tag, "members": rows})
 
     async def _stats_route(self, _body: bytes) -> Response:
         return Response.json(200, await self.run_read(fleet_stats))

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from vehicle_ingest.simulators.fleet import SimMessage, _speed_profile, make_vin
 
 from vehicle_ingest.can.mapping import load_mapping, unit_conversion
 from vehicle_ingest.can.models import default_models_path
 from vehicle_ingest.catalog import SignalCatalog
 from vehicle_ingest.codec import encode_can
+from vehicle_ingest.simulators.fleet import SimMessage, _speed_profile, make_vin
 
 __all__ = ["CanFleetSpec", "CanTruth", "simulate_can_fleet"]
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from vehicle_ingest.simulators.personas import Persona, assign_persona
 
 from vehicle_ingest.catalog import EventCatalog, SignalCatalog
 from vehicle_ingest.codec import SignalBlock, encode_events, encode_signals, quantize
 from vehicle_ingest.owners import Ownership
+from vehicle_ingest.simulators.personas import Persona, assign_persona
 
 __all__ = ["DAY_MS", "Fleet", "FleetSpec", "SimMessage", "TripTruth", "VehicleTruth", "make_vin", "simulate_fleet"]
 

@@ -15,9 +15,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from vehicle_ingest.simulators.fleet import SimMessage
-
 from vehicle_ingest.receipts import ReceiptError, decode_receipt, message_identity
+from vehicle_ingest.simulators.fleet import SimMessage
 
 __all__ = ["Outstanding", "Settled"]
 

@@ -25,12 +25,12 @@ from typing import TextIO
 
 import msgpack
 import numpy as np
-from vehicle_ingest.simulators.fleet import SimMessage, make_vin
-from vehicle_ingest.simulators.headunit import Outstanding
-from vehicle_ingest.simulators.publisher import PublishTotals, Resender, _Publisher
 
 from vehicle_ingest.catalog import EventCatalog, SignalCatalog
 from vehicle_ingest.codec import Kind, SignalBlock, encode_events, encode_signals, quantize
+from vehicle_ingest.simulators.fleet import SimMessage, make_vin
+from vehicle_ingest.simulators.progress import Progress
+from vehicle_ingest.simulators.publisher import PublisherPool, PublishTotals
 
 __all__ = ["BodyPool", "LoadFleet", "LoadResult", "LoadSpec", "run_load"]
 
@@ -184,83 +184,48 @@ class LoadResult:
         }
 
 
-class Progress:
-    """One status line a second: what was sent, what the broker acked, at what rate."""
+def _schedule(spec: LoadSpec, send: Callable[[int, SimMessage], None], fleet: LoadFleet, progress: Progress) -> None:
+    """Message j goes out at start + j/rate from vehicle j mod vehicles; events interleave at their rate.
 
-    def __init__(self, out: TextIO | None, acked: Callable[[], tuple[int, int]]) -> None:
-        self.out, self.acked = out, acked
-        self.started = self.last = time.monotonic()
-        self.sent = 0
-
-    def tick(self, sent: int, force: bool = False) -> None:
-        now = time.monotonic()
-        if self.out is None or (now - self.last < 1.0 and not force):
-            return
-        self.last = now
-        messages, samples = self.acked()
-        elapsed = max(now - self.started, 1e-9)
-        end = "\r" if self.out.isatty() and not force else "\n"
-        self.out.write(
-            f"{elapsed:6.1f}s sent {sent:>10,} acked {messages:>10,} in flight {sent - messages:>6,}"
-            f"  {messages / elapsed:>9,.0f} msg/s  {samples / elapsed:>12,.0f} samples/s{end}"
-        )
-        self.out.flush()
-
-
-def _schedule(spec: LoadSpec, send: Callable[[int, SimMessage], None], fleet: LoadFleet, progress: Progress) -> int:
-    """Message j goes out at start + j/rate from vehicle j mod vehicles; events interleave at their rate."""
+    `progress.sent` counts what went out, also when Ctrl-C ends the loop early.
+    """
     event_rate = spec.vehicles * spec.events_per_hour / 3600.0
     started = time.monotonic()
     total = int(spec.duration_s * spec.rate)
-    sent = events_sent = 0
+    events_sent = 0
     for j in range(total):
         due = started + j / spec.rate
         if (wait := due - time.monotonic()) > 0:
             time.sleep(wait)
         vehicle = j % spec.vehicles
         send(vehicle, fleet.signal_message(vehicle, j // spec.vehicles))
-        sent += 1
+        progress.sent += 1
         while events_sent < (time.monotonic() - started) * event_rate:
             vehicle = int(fleet.rng.integers(spec.vehicles))
             send(vehicle, fleet.event_message_for(vehicle))
             events_sent += 1
-            sent += 1
-        progress.tick(sent)
-    return sent
+            progress.sent += 1
+        progress.tick(progress.sent)
 
 
 def run_load(
     spec: LoadSpec, url: str, signals: SignalCatalog, events: EventCatalog, progress: TextIO | None = sys.stderr
 ) -> LoadResult:
-    """Publish for `spec.duration_s`, then wait for the outstanding PUBACKs; the totals count only acked messages."""
+    """Publish for `spec.duration_s`, then wait for PUBACKs (and receipts): the totals count only settled messages.
+
+    Ctrl-C ends it early with the totals of what settled until then (`totals.interrupted`).
+    """
     spec.check()
     fleet = LoadFleet(spec, signals, events)
     if spec.per_vehicle:
         return asyncio.run(_run_per_vehicle(spec, url, fleet, progress))
-    outstanding = Outstanding() if spec.receipts else None
-    n = min(spec.connections, spec.vehicles)
-    pubs = [_Publisher(url, f"vi-load-{i}", spec.inflight, outstanding if i == 0 else None) for i in range(n)]
-    resender = Resender(pubs, outstanding, spec.receipt_timeout_s) if outstanding is not None else None
-    bar = Progress(progress, lambda: (sum(p.totals.messages for p in pubs), sum(p.totals.samples for p in pubs)))
-    started = time.monotonic()
-    try:
-        sent = _schedule(spec, lambda v, m: pubs[v % len(pubs)].send(m, outstanding), fleet, bar)
-        for p in pubs:
-            p.finish(timeout=60)
-        if outstanding is not None:
-            outstanding.wait_empty(spec.settle_timeout_s)
-    finally:
-        if resender is not None:
-            resender.stop()
-        for p in pubs:
-            p.close()
-    bar.tick(sent, force=True)
-    seconds = time.monotonic() - started
-    if outstanding is not None:
-        totals = PublishTotals.from_receipts(outstanding, seconds)
-    else:
-        totals = PublishTotals.merged([p.totals for p in pubs], seconds)
-    return LoadResult(totals, sent, spec.rate, spec.samples_per_message, len(pubs))
+    pool = PublisherPool(
+        url, "vi-load", min(spec.connections, spec.vehicles), spec.inflight, spec.receipts, spec.receipt_timeout_s
+    )
+    bar = Progress(progress, pool.settled_so_far)
+    totals = pool.run(lambda: _schedule(spec, pool.send, fleet, bar), spec.settle_timeout_s)
+    bar.tick(bar.sent, force=True)
+    return LoadResult(totals, bar.sent, spec.rate, spec.samples_per_message, len(pool.pubs))
 
 
 async def _run_per_vehicle(spec: LoadSpec, url: str, fleet: LoadFleet, progress: TextIO | None) -> LoadResult:

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TextIO
 
 import paho.mqtt.client as mqtt
+
 from vehicle_ingest.gateway.mqtt_source import parse_mqtt_url
 from vehicle_ingest.simulators.fleet import SimMessage
 from vehicle_ingest.simulators.headunit import Outstanding
+from vehicle_ingest.simulators.progress import Progress
 
 RECEIPT_FILTER = "vi/v1/+/receipt"  # a simulated fleet listens for all its vehicles on one connection
 
-__all__ = ["RECEIPT_FILTER", "PublishTotals", "Resender", "publish"]
+__all__ = ["RECEIPT_FILTER", "PublishTotals", "PublisherPool", "Resender", "publish"]
 
 
 @dataclass
@@ -35,6 +38,7 @@ class PublishTotals:
     failed: int = 0
     rejected: int = 0  # receipts said: rejected for good (dead-lettered)
     resent: int = 0  # copies sent again because no receipt covered them in time, or after a reconnect
+    interrupted: bool = False  # Ctrl-C: these totals are what was settled until then
     by_mid: dict[int, SimMessage] = field(default_factory=dict, repr=False)
 
     def add(self, msg: SimMessage) -> None:
@@ -69,6 +73,7 @@ class PublishTotals:
             "failed": self.failed,
             "rejected": self.rejected,
             "resent": self.resent,
+            **({"interrupted": True} if self.interrupted else {}),
         }
 
     @classmethod
@@ -184,6 +189,68 @@ class Resender:
         self._thread.join()
 
 
+class PublisherPool:
+    """A simulated fleet's MQTT connections, its receipt buffer and its resender, as one thing to send through."""
+
+    def __init__(
+        self,
+        url: str,
+        client_prefix: str,
+        connections: int,
+        inflight: int,
+        receipts: bool,
+        receipt_timeout_s: float,
+    ) -> None:
+        self.outstanding = Outstanding() if receipts else None
+        self.pubs = [
+            _Publisher(url, f"{client_prefix}-{i}", inflight, self.outstanding if i == 0 else None)
+            for i in range(max(1, connections))
+        ]
+        self._resender = Resender(self.pubs, self.outstanding, receipt_timeout_s) if self.outstanding else None
+
+    def send(self, i: int, msg: SimMessage) -> None:
+        self.pubs[i % len(self.pubs)].send(msg, self.outstanding)
+
+    def settled_so_far(self) -> tuple[int, int]:
+        """(messages, samples) settled: by receipts, or by PUBACKs without them."""
+        if self.outstanding is not None:
+            settled = self.outstanding.settled
+            return len(settled.stored) + sum(settled.rejected.values()), sum(m.samples for m in settled.stored)
+        return sum(p.totals.messages for p in self.pubs), sum(p.totals.samples for p in self.pubs)
+
+    def run(self, send_all: Callable[[], None], settle_timeout_s: float) -> PublishTotals:
+        """`send_all()`, then wait for PUBACKs and receipts; Ctrl-C stops sending and reports what settled so far."""
+        started = time.monotonic()
+        interrupted = False
+        try:
+            send_all()
+            self._wait(60.0, settle_timeout_s)
+        except KeyboardInterrupt:
+            interrupted = True
+            self._wait(2.0, 2.0)  # what is in flight now may still land
+        finally:
+            self._close()
+        seconds = time.monotonic() - started
+        if self.outstanding is not None:
+            totals = PublishTotals.from_receipts(self.outstanding, seconds)
+        else:
+            totals = PublishTotals.merged([p.totals for p in self.pubs], seconds)
+        totals.interrupted = interrupted
+        return totals
+
+    def _wait(self, puback_s: float, receipt_s: float) -> None:
+        for p in self.pubs:
+            p.finish(timeout=puback_s)
+        if self.outstanding is not None:
+            self.outstanding.wait_empty(receipt_s)
+
+    def _close(self) -> None:
+        if self._resender is not None:
+            self._resender.stop()
+        for p in self.pubs:
+            p.close()
+
+
 def publish(
     messages: Sequence[SimMessage],
     url: str,
@@ -195,37 +262,29 @@ def publish(
     receipts: bool = False,
     receipt_timeout_s: float = 30.0,
     settle_timeout_s: float = 60.0,
+    progress: TextIO | None = None,
 ) -> PublishTotals:
     """Send `messages` in order; `speedup` > 0 paces them at that multiple of simulated time.
 
     With `receipts`, wait up to `settle_timeout_s` after the last PUBACK for receipts to cover every
-    message, resending as a head unit does; the totals are what receipts settled.
+    message, resending as a head unit does; the totals are what receipts settled. Ctrl-C stops
+    sending and returns the totals of what was settled so far (`interrupted`).
     """
-    outstanding = Outstanding() if receipts else None
-    pubs = [
-        _Publisher(url, f"{client_prefix}-{i}", inflight, outstanding if i == 0 else None)
-        for i in range(max(1, connections))
-    ]
-    resender = Resender(pubs, outstanding, receipt_timeout_s) if outstanding is not None else None
-    started = time.monotonic()
-    sim_origin = messages[0].sim_ts if messages else 0
-    try:
+    pool = PublisherPool(url, client_prefix, connections, inflight, receipts, receipt_timeout_s)
+    bar = Progress(progress, pool.settled_so_far)
+
+    def send_all() -> None:
+        started = time.monotonic()
+        sim_origin = messages[0].sim_ts if messages else 0
         for i, msg in enumerate(messages):
             if speedup > 0:
                 due = started + (msg.sim_ts - sim_origin) / 1000 / speedup
                 if (wait := due - time.monotonic()) > 0:
                     time.sleep(wait)
-            pubs[i % len(pubs)].send(msg, outstanding)
-        for p in pubs:
-            p.finish(timeout=60)
-        if outstanding is not None:
-            outstanding.wait_empty(settle_timeout_s)
-    finally:
-        if resender is not None:
-            resender.stop()
-        for p in pubs:
-            p.close()
-    seconds = time.monotonic() - started
-    if outstanding is not None:
-        return PublishTotals.from_receipts(outstanding, seconds)
-    return PublishTotals.merged([p.totals for p in pubs], seconds)
+            pool.send(i, msg)
+            bar.sent = i + 1
+            bar.tick(bar.sent)
+
+    totals = pool.run(send_all, settle_timeout_s)
+    bar.tick(bar.sent, force=True)
+    return totals

@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from vehicle_ingest.simulators.fleet import DAY_MS, Fleet, TripTruth, VehicleTruth
-
 from vehicle_ingest.owners import Ownership
+from vehicle_ingest.simulators.fleet import DAY_MS, Fleet, TripTruth, VehicleTruth
 from vehicle_ingest.tags.definitions import COCKPIT_FEATURES, TagDefinition
 
 __all__ = ["owner_features", "truth_document", "truth_tags"]

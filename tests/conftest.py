@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from vehicle_ingest.gateway.broker import Mosquitto, free_port, mosquitto_path
 from vehicle_ingest.gateway.demo import GatewayProcess
-
 from vehicle_ingest.storage import Store
 
 

@@ -11,12 +11,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from vehicle_ingest.gateway.broker import Mosquitto, free_port
-from vehicle_ingest.gateway.demo import GatewayProcess
-from vehicle_ingest.simulators.fleet import SimMessage
 
 from vehicle_ingest.catalog import load_signal_catalog
 from vehicle_ingest.codec import SignalBlock, encode_signals
+from vehicle_ingest.gateway.broker import Mosquitto, free_port
+from vehicle_ingest.gateway.demo import GatewayProcess
+from vehicle_ingest.simulators.fleet import SimMessage
 
 SIGNALS = load_signal_catalog()
 SPEED = SIGNALS.by_path("Vehicle.Speed")

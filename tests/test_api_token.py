@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+
 from vehicle_ingest.gateway.config import GatewayConfig
 from vehicle_ingest.gateway.config_render import to_json, to_toml
 from vehicle_ingest.gateway.workers import _argv, _env

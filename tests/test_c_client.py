@@ -29,11 +29,11 @@ from types import ModuleType
 import msgpack
 import paho.mqtt.client as mqtt
 import pytest
-from vehicle_ingest.gateway.broker import Mosquitto, free_port, mosquitto_path, stop_process, wait_for_port
-from vehicle_ingest.gateway.demo import GatewayProcess
 
 from tests.helpers import gateway_with_broker
 from vehicle_ingest.codec import decode_reference
+from vehicle_ingest.gateway.broker import Mosquitto, free_port, mosquitto_path, stop_process, wait_for_port
+from vehicle_ingest.gateway.demo import GatewayProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIENT = ROOT / "clients" / "c"

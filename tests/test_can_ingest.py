@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
-from vehicle_ingest.simulators.can import CanFleetSpec, simulate_can_fleet
 
 from tests.helpers import now_ms
 from vehicle_ingest.can.models import CanDecoder, default_models_path
@@ -14,6 +13,7 @@ from vehicle_ingest.codec import encode_can
 from vehicle_ingest.errors import StoreError
 from vehicle_ingest.ingest import Ingestor
 from vehicle_ingest.metrics import Metrics
+from vehicle_ingest.simulators.can import CanFleetSpec, simulate_can_fleet
 from vehicle_ingest.storage import Store
 
 SIGNALS = load_signal_catalog()

@@ -29,19 +29,19 @@ from pathlib import Path
 import clickhouse_connect
 import pytest
 from prometheus_client import CollectorRegistry
-from vehicle_ingest.gateway.broker import free_port
-from vehicle_ingest.simulators.fleet import FleetSpec, simulate_fleet
-from vehicle_ingest.simulators.truth import truth_tags
 
 from tests.helpers import now_ms, raw_message, speed_message
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
 from vehicle_ingest.cdp import Outbox
 from vehicle_ingest.errors import StoreError
 from vehicle_ingest.features import FeatureJobs
+from vehicle_ingest.gateway.broker import free_port
 from vehicle_ingest.ingest import Ingestor
 from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.owners import save_registry
 from vehicle_ingest.privacy import ERASE_PLAN, ErasureTarget, erase
+from vehicle_ingest.simulators.fleet import FleetSpec, simulate_fleet
+from vehicle_ingest.simulators.truth import truth_tags
 from vehicle_ingest.storage import Store, default_migrations_dir, split_statements
 from vehicle_ingest.tags import TagEngine, load_tag_definitions
 

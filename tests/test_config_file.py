@@ -12,11 +12,11 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
+from vehicle_ingest.errors import ConfigError, ConfigErrors
 from vehicle_ingest.gateway.config import GatewayConfig, add_arguments, resolve_layers, settings
 from vehicle_ingest.gateway.config_render import redact, reference_markdown
 from vehicle_ingest.gateway.logs import JsonFormatter, configure_logging
-
-from vehicle_ingest.errors import ConfigError, ConfigErrors
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -6,12 +6,12 @@ import argparse
 
 import numpy as np
 import pytest
-from vehicle_ingest.gateway.config import GatewayConfig, add_arguments, resolve
 
 from tests.helpers import SPEED, now_ms, speed_message
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
 from vehicle_ingest.codec import decode
 from vehicle_ingest.errors import ConfigError
+from vehicle_ingest.gateway.config import GatewayConfig, add_arguments, resolve
 from vehicle_ingest.validate import Reason, SkewPolicy, parse_topics, valid_vins, validate
 
 

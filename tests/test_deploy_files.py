@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
 from vehicle_ingest.gateway.broker import free_port, mosquitto_path
 from vehicle_ingest.gateway.config import GROUPS, settings
 

@@ -15,11 +15,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from vehicle_ingest.gateway.demo import GatewayProcess
-from vehicle_ingest.simulators.publisher import publish
 
 from tests.helpers import now_ms, speed_message
+from vehicle_ingest.gateway.demo import GatewayProcess
 from vehicle_ingest.privacy import ERASE_PLAN
+from vehicle_ingest.simulators.publisher import publish
 
 VIN = "SMXCL1ERASE000001"
 UNKNOWN_OWNER = "nothing to erase: the store holds no row of this owner (no ownership row, no tag history)"

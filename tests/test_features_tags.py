@@ -9,8 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
-from vehicle_ingest.simulators.fleet import FleetSpec, simulate_fleet
-from vehicle_ingest.simulators.truth import truth_tags
 
 from tests.helpers import SIGNALS, now_ms
 from vehicle_ingest.catalog import load_event_catalog
@@ -21,6 +19,8 @@ from vehicle_ingest.features import FeatureJobs
 from vehicle_ingest.ingest import Ingestor
 from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.owners import Ownership, parse_registry, save_registry
+from vehicle_ingest.simulators.fleet import FleetSpec, simulate_fleet
+from vehicle_ingest.simulators.truth import truth_tags
 from vehicle_ingest.storage import Store
 from vehicle_ingest.tags import OWNER_FEATURES, TagEngine, load_tag_definitions, parse_rule
 from vehicle_ingest.tags.owner_features import owner_feature_parameters, owner_features_sql

@@ -6,10 +6,10 @@ import json
 import time
 
 import pytest
-from vehicle_ingest.gateway.broker import Mosquitto
-from vehicle_ingest.simulators.publisher import publish
 
 from tests.helpers import metric, simulate, speed_message
+from vehicle_ingest.gateway.broker import Mosquitto
+from vehicle_ingest.simulators.publisher import publish
 
 pytestmark = pytest.mark.integration
 

@@ -22,12 +22,12 @@ import msgpack
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
-from vehicle_ingest.gateway.demo import GatewayProcess
-from vehicle_ingest.simulators.fleet import SimMessage
-from vehicle_ingest.simulators.publisher import publish
 
 from tests.helpers import gateway_with_broker, now_ms, raw_message, speed_message
 from vehicle_ingest.codec import decode
+from vehicle_ingest.gateway.demo import GatewayProcess
+from vehicle_ingest.simulators.fleet import SimMessage
+from vehicle_ingest.simulators.publisher import publish
 from vehicle_ingest.validate import parse_topics
 
 pytestmark = pytest.mark.integration

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vehicle_ingest.gateway.demo import GatewayProcess
-from vehicle_ingest.simulators.publisher import publish
 
 from tests.helpers import gateway_with_broker, metric, speed_message
+from vehicle_ingest.gateway.demo import GatewayProcess
+from vehicle_ingest.simulators.publisher import publish
 
 pytestmark = pytest.mark.integration
 

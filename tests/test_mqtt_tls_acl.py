@@ -17,11 +17,11 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+
+from tests.helpers import speed_message
 from vehicle_ingest.gateway.broker import free_port, mosquitto_path, stop_process, wait_for_port
 from vehicle_ingest.gateway.config import GatewayConfig
 from vehicle_ingest.gateway.demo import GatewayProcess
-
-from tests.helpers import speed_message
 from vehicle_ingest.receipts import Receipt, decode_receipt
 
 pytestmark = pytest.mark.integration

@@ -12,14 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
-from vehicle_ingest.gateway.config import GatewayConfig
-from vehicle_ingest.simulators.fleet import FleetSpec, simulate_fleet
 
 from tests.helpers import SIGNALS, now_ms, simulate, speed_message
 from vehicle_ingest.catalog import load_event_catalog
 from vehicle_ingest.cdp import Deliverer, Outbox, sink_from_url
 from vehicle_ingest.codec import SignalBlock, encode_signals
 from vehicle_ingest.errors import UnknownErasureTargetError
+from vehicle_ingest.gateway.config import GatewayConfig
 from vehicle_ingest.ingest import Ingestor, IngestPolicy
 from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.owners import Ownership, save_registry
@@ -32,6 +31,7 @@ from vehicle_ingest.privacy import (
     location_signal_ids,
     set_location_retention,
 )
+from vehicle_ingest.simulators.fleet import FleetSpec, simulate_fleet
 from vehicle_ingest.storage import CanSignalRows, Store, default_migrations_dir
 from vehicle_ingest.tags import TagCycle, load_tag_definitions
 from vehicle_ingest.validate import SkewPolicy

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import raw_message, speed_message
 from vehicle_ingest.gateway.broker import Mosquitto, free_port, mosquitto_path, stop_process
 from vehicle_ingest.gateway.demo import GatewayProcess
 from vehicle_ingest.simulators.publisher import publish
-
-from tests.helpers import raw_message, speed_message
 
 pytestmark = pytest.mark.integration
 

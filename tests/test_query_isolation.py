@@ -18,13 +18,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from vehicle_ingest.gateway.demo import GatewayProcess
-from vehicle_ingest.simulators.load import LoadSpec, run_load
-from vehicle_ingest.simulators.publisher import publish
 
 from tests.helpers import gateway_with_broker, metric, speed_message
 from tests.test_query_gate import outfile_variants
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
+from vehicle_ingest.gateway.demo import GatewayProcess
+from vehicle_ingest.simulators.load import LoadSpec, run_load
+from vehicle_ingest.simulators.publisher import publish
 from vehicle_ingest.storage import Store
 
 pytestmark = pytest.mark.integration

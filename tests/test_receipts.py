@@ -15,8 +15,6 @@ import paho.mqtt.client as mqtt
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from vehicle_ingest.simulators.headunit import Outstanding
-from vehicle_ingest.simulators.publisher import publish
 
 from tests.helpers import gateway_with_broker, metric, now_ms, raw_message, speed_message
 from vehicle_ingest.receipts import (
@@ -29,6 +27,8 @@ from vehicle_ingest.receipts import (
     message_identity,
     seq_ranges,
 )
+from vehicle_ingest.simulators.headunit import Outstanding
+from vehicle_ingest.simulators.publisher import publish
 
 VIN = "WVWZZZ1JZXW000001"
 OTHER = "WVWZZZ1JZXW000002"

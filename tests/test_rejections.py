@@ -8,12 +8,12 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
-from vehicle_ingest.gateway.demo import GatewayProcess
-from vehicle_ingest.simulators.fleet import SimMessage
-from vehicle_ingest.simulators.publisher import publish
 
 from tests.helpers import gateway_with_broker, now_ms, raw_message, speed_message
 from vehicle_ingest.codec import encode_events
+from vehicle_ingest.gateway.demo import GatewayProcess
+from vehicle_ingest.simulators.fleet import SimMessage
+from vehicle_ingest.simulators.publisher import publish
 
 pytestmark = pytest.mark.integration
 

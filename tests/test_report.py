@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 from prometheus_client import CollectorRegistry
-from vehicle_ingest.simulators.fleet import Fleet, FleetSpec, simulate_fleet
 
 from tests.helpers import SIGNALS, raw_message, speed_message
 from vehicle_ingest.catalog import load_event_catalog
@@ -26,6 +25,7 @@ from vehicle_ingest.ingest import Ingestor
 from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.owners import save_registry
 from vehicle_ingest.report import build_report, fetch_report_data
+from vehicle_ingest.simulators.fleet import Fleet, FleetSpec, simulate_fleet
 from vehicle_ingest.storage import Store
 from vehicle_ingest.tags import TagCycle, load_tag_definitions
 

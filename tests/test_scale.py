@@ -11,13 +11,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import metric
+from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
 from vehicle_ingest.gateway.broker import Mosquitto
 from vehicle_ingest.gateway.config import GatewayConfig
 from vehicle_ingest.gateway.workers import worker_config
 from vehicle_ingest.simulators.load import LoadResult, LoadSpec, run_load
-
-from tests.helpers import metric
-from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
 
 SIGNALS, EVENTS = load_signal_catalog(), load_event_catalog()
 

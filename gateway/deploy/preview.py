@@ -42,13 +42,13 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, MultipleLocator
 from PIL import Image
+
+from vehicle_ingest.catalog import load_signal_catalog
+from vehicle_ingest.codec import SignalBlock, encode_signals
 from vehicle_ingest.gateway.broker import Mosquitto, free_port, stop_process
 from vehicle_ingest.gateway.demo import GatewayProcess
 from vehicle_ingest.simulators.fleet import SimMessage
 from vehicle_ingest.simulators.publisher import publish
-
-from vehicle_ingest.catalog import load_signal_catalog
-from vehicle_ingest.codec import SignalBlock, encode_signals
 
 DEPLOY = Path(__file__).resolve().parent
 DASHBOARD = DEPLOY / "grafana" / "vehicle-ingest.json"

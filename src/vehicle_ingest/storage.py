@@ -154,8 +154,11 @@ class Store:
         if not dsn.startswith(("chdb://", "http://", "https://")):
             raise ConfigError("store", f"unsupported DSN {dsn!r}: use chdb:///path or http(s)://host:port")
         if dsn.startswith("chdb://"):
-            path = Path(dsn.removeprefix("chdb://")).resolve()  # relative paths are the demo's convenience
-            path.mkdir(parents=True, exist_ok=True)
+            path = Path(dsn.removeprefix("chdb://")).expanduser().resolve()
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the store folder {path}: {exc.strerror or exc}") from exc
             dsn = f"chdb://{path}"
         return cls(_connect(dsn), dsn)
 

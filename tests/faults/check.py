@@ -6,9 +6,8 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from vehicle_ingest.gateway.demo import GatewayProcess
-
 from tests.faults.load import Expected
+from vehicle_ingest.gateway.demo import GatewayProcess
 
 __all__ = ["Verdict", "compare", "stored_messages"]
 

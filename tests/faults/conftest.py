@@ -6,11 +6,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from vehicle_ingest.gateway.broker import mosquitto_path
 
 from tests.faults.check import Verdict
 from tests.faults.harness import Rig
 from tests.faults.scale import VERDICTS, Scale
+from vehicle_ingest.gateway.broker import mosquitto_path
 
 
 @pytest.fixture(scope="session")

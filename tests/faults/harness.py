@@ -7,10 +7,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.helpers import metric
 from vehicle_ingest.gateway.broker import Mosquitto, free_port
 from vehicle_ingest.gateway.demo import GatewayProcess
-
-from tests.helpers import metric
 
 __all__ = ["Rig", "drain", "metric", "rss_mb", "wait_until"]
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
-from vehicle_ingest.gateway.mqtt_source import parse_mqtt_url
 
 from vehicle_ingest.catalog import load_signal_catalog
 from vehicle_ingest.codec import SignalBlock, encode_signals
+from vehicle_ingest.gateway.mqtt_source import parse_mqtt_url
 
 __all__ = ["Expected", "Load", "fault_vin"]
 

@@ -18,11 +18,11 @@ import re
 import time
 
 import pytest
-from vehicle_ingest.gateway.broker import Mosquitto
 
 from tests.faults.check import compare, stored_messages
 from tests.faults.harness import Rig, drain, metric, wait_until
 from tests.faults.load import Load
+from vehicle_ingest.gateway.broker import Mosquitto
 
 pytestmark = pytest.mark.integration
 

@@ -12,12 +12,12 @@ import time
 from collections import Counter
 
 import pytest
-from vehicle_ingest.gateway.broker import free_port
 
 from tests.faults.check import Verdict
 from tests.faults.harness import wait_until
 from tests.faults.sink import WebhookEndpoint
 from tests.helpers import simulate
+from vehicle_ingest.gateway.broker import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from vehicle_ingest.gateway.broker import free_port
-from vehicle_ingest.gateway.demo import GatewayProcess
-from vehicle_ingest.gateway.service import EXIT_GAVE_UP
 
 from tests.faults.check import compare, stored_messages
 from tests.faults.harness import drain, metric, rss_mb, wait_until
 from tests.faults.load import Load
+from vehicle_ingest.gateway.broker import free_port
+from vehicle_ingest.gateway.demo import GatewayProcess
+from vehicle_ingest.gateway.service import EXIT_GAVE_UP
 
 pytestmark = pytest.mark.integration
 

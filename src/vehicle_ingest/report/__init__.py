@@ -14,7 +14,7 @@ from vehicle_ingest.report.charts import Chart, render_charts
 from vehicle_ingest.report.html import render_html
 from vehicle_ingest.report.queries import ReportData, fetch_report_data
 
-__all__ = ["Chart", "ReportData", "build_report", "fetch_report_data"]
+__all__ = ["Chart", "ReportData", "build_report", "fetch_report_data", "write_report"]
 
 
 def build_report(store: Queryable, out_dir: Path, as_of_ms: int, *, days: int = 90) -> Path:
@@ -22,9 +22,12 @@ def build_report(store: Queryable, out_dir: Path, as_of_ms: int, *, days: int = 
 
     Daily charts cover at most the last `days` days (fewer when the data starts later).
     """
-    out_dir = Path(out_dir)
+    return write_report(fetch_report_data(store, as_of_ms, days), Path(out_dir))
+
+
+def write_report(data: ReportData, out_dir: Path) -> Path:
+    """The page and its charts for `data` (from a store, or from a running gateway's /api/report)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    data = fetch_report_data(store, as_of_ms, days)
     charts = render_charts(data, out_dir)
     index = out_dir / "index.html"
     index.write_text(render_html(data, charts), encoding="utf-8")

@@ -94,6 +94,14 @@ def _section(key: str, chart: Chart) -> str:
     )
 
 
+def _owner_source(sinks: tuple[str, ...]) -> str:
+    """Where owner figures come from, as this deployment is configured."""
+    computed = "Owner figures are the owners' current tags, as the tag engine last computed them"
+    if sinks:
+        return f"{computed} and sent them to {', '.join(sinks)}."
+    return f"{computed}; no CDP has received them yet."
+
+
 def render_html(data: ReportData, charts: Mapping[str, Chart]) -> str:
     """The whole page; chart images are referenced by file name, relative to the page."""
     s = data.summary
@@ -111,7 +119,7 @@ def render_html(data: ReportData, charts: Mapping[str, Chart]) -> str:
 <main>
 <header><h1>Fleet report</h1>
 <p>Connected-car data as of {escape(_when(s.as_of_ms))}; daily charts cover {escape(window)} (UTC days).
-Owner figures come from the tags delivered to the CDP.</p></header>
+{escape(_owner_source(data.cdp_sinks))}</p></header>
 {_summary_table(s)}
 <div class="grid">
 {_section("ingestion", charts["ingestion"])}

@@ -10,7 +10,8 @@ two rows carry the same transition), when that change is an addition.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -94,6 +95,43 @@ class ReportData:
     adoption: Adoption
     tag_counts: Mapping[str, int]  # current owners per tag
     tags_over_time: Daily  # owners per tag at the end of each day
+    cdp_sinks: tuple[str, ...] = ()  # sinks that have received tag changes (none: no CDP configured yet)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON value of the whole data: what a gateway sends `vehicle-ingest report --gateway`."""
+        return {
+            "summary": asdict(self.summary),
+            **{name: _daily_json(getattr(self, name)) for name in _DAILY_FIELDS},
+            "adoption": {"owners": self.adoption.owners, "counts": self.adoption.counts},
+            "tag_counts": dict(self.tag_counts),
+            "cdp_sinks": list(self.cdp_sinks),
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> ReportData:
+        adoption = value["adoption"]
+        return cls(
+            summary=Summary(**value["summary"]),
+            adoption=Adoption(int(adoption["owners"]), adoption["counts"]),
+            tag_counts={str(k): int(v) for k, v in value["tag_counts"].items()},
+            cdp_sinks=tuple(value.get("cdp_sinks", ())),
+            **{name: _daily_from_json(value[name]) for name in _DAILY_FIELDS},
+        )
+
+
+_DAILY_FIELDS = ("ingestion", "rejected", "trips", "tags_over_time")
+
+
+def _daily_json(daily: Daily) -> dict[str, Any]:
+    return {"days": [str(d) for d in daily.days], "series": {k: v.tolist() for k, v in daily.series.items()}}
+
+
+def _daily_from_json(value: dict[str, Any]) -> Daily:
+    days = np.array(value["days"], dtype="datetime64[D]")
+    series = {str(k): np.asarray(v, dtype=np.float64) for k, v in value["series"].items()}
+    if any(len(v) != len(days) for v in series.values()):
+        raise ValueError("a daily series does not have one value per day")
+    return Daily(days, series)
 
 
 def _window(store: Queryable, as_of_ms: int, days: int) -> tuple[np.datetime64, np.datetime64]:
@@ -233,4 +271,5 @@ def fetch_report_data(store: Queryable, as_of_ms: int, days: int = 90) -> Report
         adoption=_adoption(summary.owners, tag_counts),
         tag_counts=tag_counts,
         tags_over_time=_tags_over_time(store, as_of_ms, window),
+        cdp_sinks=tuple(r[0] for r in store.rows("SELECT DISTINCT sink FROM cdp_deliveries ORDER BY sink")),
     )

@@ -77,6 +77,10 @@ class TagEngine:
         self._by_id = {d.id: d for d in definitions}
         self._outbox = outbox
 
+    @property
+    def definitions(self) -> tuple[TagDefinition, ...]:
+        return self._definitions
+
     # -- compute -------------------------------------------------------------
 
     def refresh_features(self, as_of_ms: int) -> int:
