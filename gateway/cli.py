@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import NoReturn
 
 from vehicle_ingest.errors import ConfigError, QueryRefusedError, VehicleIngestError
 from vehicle_ingest.gateway.cli_support import GatewayError, count, positive
-from vehicle_ingest.gateway.logs import add_log_flags, configure_logging, default_format
+from vehicle_ingest.gateway.logs import add_log_flags, configure_logging, default_format, default_level
 
 __all__ = ["main"]
 
@@ -37,8 +38,15 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, as every other failure: `vehicle-ingest simulate: argument --vehicles: ...`."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vehicle-ingest", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="vehicle-ingest", description=__doc__.splitlines()[0])
     add_log_flags(parser, top_level=True)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected failure")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -102,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     fmt = args.log_format or default_format(args.command)
     try:
-        configure_logging(args.log_level, fmt)
+        configure_logging(args.log_level or default_level(args.command), fmt)
         return int(args.func(args))
     except (ConfigError, QueryRefusedError) as exc:
         _report(exc, fmt)

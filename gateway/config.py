@@ -10,10 +10,12 @@ from it. Errors name the key, and where the value came from.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import ipaddress
 import logging
 import os
 import re
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
 from vehicle_ingest.errors import ConfigError, ConfigErrors
-from vehicle_ingest.gateway.config_file import parse_text, read_config_file, suggest
+from vehicle_ingest.gateway.config_file import parse_text, read_config_file, redact, suggest
 
 __all__ = [
     "CONFIG_ENV",
@@ -111,7 +113,9 @@ class GatewayConfig:
         "Address the HTTP server binds. It also serves the CLI's /api (read-only SQL, tag runs, owner uploads):"
         " bind a private address (`0.0.0.0` only inside a container network).",
     )
-    http_port: int = _setting(9108, "http", "Port of /metrics, /healthz, /readyz and the CLI's /api.")
+    http_port: int = _setting(
+        9108, "http", "Port of /metrics, /healthz, /readyz and the CLI's /api. 0: any free port (logged at start)."
+    )
     api_token: str = _setting(
         "",
         "http",
@@ -165,14 +169,16 @@ class GatewayConfig:
     query_max_concurrent: int = _setting(2, "query", "Queries at once; one more is answered 503 at once (no queue).")
     query_max_bytes: int = _setting(64 * 1024, "query", "Length of a query's text at most, in bytes.")
     client_id: str = _setting(
-        "vehicle-ingest-gateway",
+        "",
         "mqtt",
-        "MQTT client id. The broker keeps the unacked session under it: stable across restarts, unique per process.",
+        "MQTT client id. The broker keeps the unacked session under it: stable across restarts, unique per process."
+        " Empty: `vehicle-ingest-<host>-<hash of the store>`, so two gateways on two stores never share one.",
     )
     share_group: str = _setting(
         "",
         "mqtt",
-        "MQTT 5 shared subscription group (`$share/<group>/vi/v1/+/+`): gateways in one group split the stream."
+        "MQTT 5 shared subscription group (`$share/<group>/vi/v1/+/signals`, `events`, `can`): gateways in one group"
+        " split the stream."
         " Give each its own stable `client_id` and restart a dead one under it promptly: mosquitto keeps routing"
         " a dead member's share to its session until it reconnects (docs/RELIABILITY.md)."
         " Empty: a plain subscription. No `/`, `+` or `#`.",
@@ -245,6 +251,18 @@ class GatewayConfig:
         " Empty: the bundled schemas/can/models.toml.",
     )
 
+    @property
+    def mqtt_client_id(self) -> str:
+        """`client_id`, or one derived from this host and the store: stable across restarts, distinct per store."""
+        if self.client_id:
+            return self.client_id
+        store = self.store
+        if store.startswith("chdb://"):
+            store = "chdb://" + str(Path(store.removeprefix("chdb://")).expanduser().resolve())
+        digest = hashlib.blake2b(store.encode(), digest_size=4).hexdigest()
+        host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32]
+        return f"vehicle-ingest-{host}-{digest}"
+
     def check(self) -> GatewayConfig:
         """Raise `ConfigErrors` with every value problem; return self when there is none."""
         errors = self.problems()
@@ -253,7 +271,13 @@ class GatewayConfig:
         return self
 
     def problems(self) -> list[ConfigError]:
-        return [*_range_problems(self), *_batch_problems(self), *_address_problems(self), *_can_problems(self)]
+        return [
+            *_range_problems(self),
+            *_batch_problems(self),
+            *_address_problems(self),
+            *_can_problems(self),
+            *_cdp_problems(self),
+        ]
 
 
 def _range_problems(c: GatewayConfig) -> list[ConfigError]:
@@ -262,7 +286,6 @@ def _range_problems(c: GatewayConfig) -> list[ConfigError]:
         "stop_timeout_s",
         "deliver_interval_s",
         "cdp_timeout_s",
-        "http_port",
         "session_expiry_s",
         "receive_max",
         "batch_max_messages",
@@ -290,8 +313,8 @@ def _range_problems(c: GatewayConfig) -> list[ConfigError]:
     errors = [ConfigError(k, f"must be > 0, got {getattr(c, k)}") for k in positive if getattr(c, k) <= 0]
     if not 1 <= c.workers <= _MAX_WORKERS:
         errors.append(ConfigError("workers", f"must be 1-{_MAX_WORKERS}, got {c.workers}"))
-    if c.http_port + max(c.workers, 1) - 1 > 65535:
-        errors.append(ConfigError("http_port", f"must be a TCP port (1-65535) for every worker, got {c.http_port}"))
+    if not 0 <= c.http_port <= 65535 or (c.http_port and c.http_port + max(c.workers, 1) - 1 > 65535):
+        errors.append(ConfigError("http_port", f"must be a TCP port (0-65535) for every worker, got {c.http_port}"))
     if c.receive_max > 65535:
         errors.append(ConfigError("receive_max", f"MQTT 5 allows at most 65535, got {c.receive_max}"))
     if 0 < c.location_retention_days * 86_400 <= c.max_past_s:
@@ -317,8 +340,8 @@ def _address_problems(c: GatewayConfig) -> list[ConfigError]:
     errors = []
     for key in ("store", "query_store"):
         dsn = getattr(c, key)
-        if (dsn or key == "store") and not dsn.startswith(("chdb://", "http://", "https://")):
-            errors.append(ConfigError(key, f"{dsn!r}: use chdb:///path or http(s)://host:port"))
+        if dsn or key == "store":
+            errors += _dsn_problems(key, dsn)
     if c.query_store.startswith("chdb://") and c.query_store != c.store:
         errors.append(ConfigError("query_store", "an embedded store is read through `store` itself: leave it empty"))
     errors += _mqtt_url_problems(c.mqtt_url)
@@ -342,6 +365,34 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:  # a host name: it may resolve to anything
         return False
+
+
+def _cdp_problems(c: GatewayConfig) -> list[ConfigError]:
+    """Every sink URL as the gateway will build it: a bad one is a config error now, not a crash at start."""
+    from vehicle_ingest.cdp import sink_from_url
+
+    errors, names = [], []
+    for url in (u.strip() for u in c.cdp_urls.split(",") if u.strip()):
+        try:
+            names.append(sink_from_url(url, timeout_s=max(c.cdp_timeout_s, 1)).name)
+        except ConfigError as exc:
+            errors.append(ConfigError("cdp_urls", exc.problem))
+    if len(set(names)) != len(names):
+        errors.append(ConfigError("cdp_urls", f"two sinks have the same name {names}; add ?name=... to one URL"))
+    return errors
+
+
+def _dsn_problems(key: str, dsn: str) -> list[ConfigError]:
+    if dsn.startswith("chdb://"):
+        return [] if dsn.removeprefix("chdb://") else [ConfigError(key, "chdb:// needs a path: chdb:///var/lib/vi")]
+    parts = urlsplit(dsn)
+    try:
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError:
+        return [ConfigError(key, f"{redact(dsn)!r}: the port is not a number in 1-65535")]
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return [ConfigError(key, f"{redact(dsn)!r}: use chdb:///path or http(s)://user:password@host:8123/db")]
+    return []
 
 
 def _can_problems(c: GatewayConfig) -> list[ConfigError]:

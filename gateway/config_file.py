@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +18,14 @@ from typing import Any
 
 from vehicle_ingest.errors import ConfigError
 
-__all__ = ["parse_text", "read_config_file", "suggest", "toml_value", "type_name"]
+__all__ = [
+    "parse_text",
+    "read_config_file",
+    "redact",
+    "suggest",
+    "toml_value",
+    "type_name",
+]
 
 _TYPE_NAMES = {bool: "a boolean (true or false)", int: "an integer", str: "a string"}
 _TRUE = ("1", "true", "yes", "on")
@@ -134,3 +142,13 @@ class _Reader:
         names = list(self.kinds)
         hint = f"{table}_{key}" if table and f"{table}_{key}" in self.kinds else suggest(key, names)
         return f"; did you mean {hint}?" if hint else ""
+
+
+_USERINFO = re.compile(r"://([^/@:,]*)(:[^/@,]*)?@")
+
+
+def redact(value: object) -> object:
+    """Hide secrets in URLs: `user:password@` -> `user:***@`; a lone `key@` (Segment write key) -> `***@`."""
+    if not isinstance(value, str):
+        return value
+    return _USERINFO.sub(lambda m: f"://{m[1]}:***@" if m[2] else "://***@", value)

@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 
 from vehicle_ingest.gateway.config import GROUPS, SECRET_SETTINGS, GatewayConfig, env_name, settings
-from vehicle_ingest.gateway.config_file import toml_value
+from vehicle_ingest.gateway.config_file import redact, toml_value
 
 __all__ = ["redact", "reference_markdown", "shown_settings", "to_json", "to_toml"]
-
-_USERINFO = re.compile(r"://([^/@:,]*)(:[^/@,]*)?@")
-
-
-def redact(value: object) -> object:
-    """Hide secrets in URLs: `user:password@` -> `user:***@`; a lone `key@` (Segment write key) -> `***@`."""
-    if not isinstance(value, str):
-        return value
-    return _USERINFO.sub(lambda m: f"://{m[1]}:***@" if m[2] else "://***@", value)
 
 
 def _shown(config: GatewayConfig, name: str) -> object:

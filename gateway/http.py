@@ -126,7 +126,12 @@ class HttpServer:
         self._runner = web.ServerRunner(self._server, shutdown_timeout=1.0)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self._host, self._port, shutdown_timeout=1.0)
-        await self._site.start()
+        try:
+            await self._site.start()
+        except OSError as exc:
+            await self._runner.cleanup()
+            problem = f"cannot listen on {self._host}:{self._port}: {exc.strerror or exc}"
+            raise ConfigError("http_port", problem) from exc
 
     async def close(self) -> None:
         if self._runner is not None:

@@ -86,15 +86,21 @@ def configure_logging(level: str, fmt: str, stream: TextIO | None = None) -> Non
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    for chatty in ("matplotlib", "numba", "urllib3", "httpx"):  # their INFO is not ours to show a user
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
 
 
 def add_log_flags(parser: argparse.ArgumentParser, top_level: bool) -> None:
     """--log-level / --log-format. Top level: defaults from the environment. Subcommands: SUPPRESS, so a
     flag given after the subcommand wins and an absent one keeps the top-level value."""
     env = os.environ.get
-    level = env("VI_LOG_LEVEL", "INFO") if top_level else argparse.SUPPRESS
+    level = env("VI_LOG_LEVEL") if top_level else argparse.SUPPRESS
     fmt = env("VI_LOG_FORMAT") if top_level else argparse.SUPPRESS
-    parser.add_argument("--log-level", default=level, help="DEBUG, INFO, ... (env VI_LOG_LEVEL; default INFO)")
+    parser.add_argument(
+        "--log-level",
+        default=level,
+        help="DEBUG, INFO, ... (env VI_LOG_LEVEL; default INFO for gateway, else WARNING: commands print results)",
+    )
     parser.add_argument(
         "--log-format", default=fmt, help="json or human (env VI_LOG_FORMAT; default json for gateway, else human)"
     )
@@ -102,3 +108,7 @@ def add_log_flags(parser: argparse.ArgumentParser, top_level: bool) -> None:
 
 def default_format(command: str | None) -> str:
     return "json" if command == "gateway" else "human"
+
+
+def default_level(command: str | None) -> str:
+    return "INFO" if command == "gateway" else "WARNING"

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -27,6 +29,22 @@ from vehicle_ingest.metrics import Metrics
 __all__ = ["Delivery", "MqttSettings", "MqttSource", "parse_mqtt_url"]
 
 log = logging.getLogger(__name__)
+
+_SESSION_TAKEN_OVER = 0x8E  # MQTT 5 DISCONNECT reason: another client connected with our client id
+_CONNECT_LOG_EVERY_S = 30.0
+# mosquitto 2.0.11 closes a taken-over session without that reason: what shows is a connection that keeps
+# dropping seconds after it opened. Three such drops within two minutes are reported as a takeover.
+_FLAP_UPTIME_S, _FLAP_WINDOW_S, _FLAPS = 5.0, 120.0, 3
+
+
+def _why_unreachable(url: str) -> str:
+    """What a plain TCP connection to the broker says (paho's failure callback carries no reason)."""
+    host, port, _ = parse_mqtt_url(url)
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return "the TCP connection works now; the MQTT handshake failed (TLS or protocol?)"
+    except OSError as exc:
+        return exc.strerror or str(exc)
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
@@ -88,6 +106,10 @@ class MqttSource:
         self._accepting = True
         self._unacked = 0
         self._arrived: list[Delivery] = []  # filled by the paho thread, moved to `queue` on the loop
+        self._connect_failures = 0
+        self._last_failure_log = 0.0
+        self._connected_at = 0.0
+        self._short_sessions: list[float] = []  # when connections that lasted < _FLAP_UPTIME_S dropped
         self._client = self._build_client()
 
     @property
@@ -107,6 +129,7 @@ class MqttSource:
             manual_ack=True,  # before CONNECT, so replayed session messages are not auto-acked
         )
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -167,8 +190,11 @@ class MqttSource:
         self, client: mqtt.Client, _userdata: object, flags: mqtt.ConnectFlags, rc: object, _props: object
     ) -> None:
         if getattr(rc, "is_failure", False):
-            log.warning("mqtt connect refused: %s", rc)
+            self._metrics.connect_failures.inc()
+            log.error("mqtt broker %s refused the connection: %s", self.settings.url, rc)
             return
+        self._connect_failures = 0
+        self._connected_at = time.monotonic()
         with self._lock:
             self._generation += 1
             self._connected = True
@@ -199,11 +225,42 @@ class MqttSource:
             self.settings.client_id,
         )
 
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
+        """No TCP connection (paho retries on its own and gives no reason): counted, and logged every 30 s."""
+        self._metrics.connect_failures.inc()
+        self._connect_failures += 1
+        now = time.monotonic()
+        if self._connect_failures > 1 and now - self._last_failure_log < _CONNECT_LOG_EVERY_S:
+            return
+        self._last_failure_log = now
+        log.error(
+            "cannot connect to the mqtt broker at %s: %s (%d attempts so far; retrying)",
+            self.settings.url,
+            _why_unreachable(self.settings.url),
+            self._connect_failures,
+        )
+
     def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: object, _p: object) -> None:
         with self._lock:
             self._connected = False
         self._metrics.connected.set(0)
+        if getattr(rc, "value", None) == _SESSION_TAKEN_OVER or self._keeps_dropping():
+            self._metrics.session_takeovers.inc()
+            log.error(
+                "mqtt session taken over (%s): another client connects with our client id %r and the broker gives it"
+                " our session and our share of the stream. Give every gateway process its own client_id.",
+                rc,
+                self.settings.client_id,
+            )
+            return
         log.warning("mqtt disconnected: %s", rc)
+
+    def _keeps_dropping(self) -> bool:
+        now = time.monotonic()
+        if now - self._connected_at >= _FLAP_UPTIME_S:
+            return False
+        self._short_sessions = [t for t in self._short_sessions if now - t < _FLAP_WINDOW_S] + [now]
+        return len(self._short_sessions) >= _FLAPS
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         # Must never raise: an exception here would leave the message unacked

@@ -15,24 +15,31 @@ import logging
 import os
 import resource
 import signal
+import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, disable_created_metrics, generate_latest
 
 from vehicle_ingest.can.models import CanDecoder, default_models_path
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
 from vehicle_ingest.cdp import Deliverer, Outbox, Quarantine, sink_from_url
-from vehicle_ingest.errors import ErasureIncompleteError, StoreError, UnknownErasureTargetError
+from vehicle_ingest.errors import (
+    ConfigError,
+    ErasureIncompleteError,
+    StoreError,
+    UnknownErasureTargetError,
+    VehicleIngestError,
+)
 from vehicle_ingest.gateway.config import GatewayConfig
 from vehicle_ingest.gateway.config_render import redact
 from vehicle_ingest.gateway.http import HttpLimits, HttpServer, Response
 from vehicle_ingest.gateway.mqtt_source import Delivery, MqttSettings, MqttSource
 from vehicle_ingest.ingest import Ingestor, IngestOutcome, IngestPolicy
-from vehicle_ingest.metrics import Metrics
+from vehicle_ingest.metrics import Metrics, register_process_metrics
 from vehicle_ingest.owners import parse_registry, save_registry
 from vehicle_ingest.privacy import (
     ERASE_WAIT_S,
@@ -163,7 +170,7 @@ class Gateway:
         c = self.config
         return MqttSettings(
             url=c.mqtt_url,
-            client_id=c.client_id,
+            client_id=c.mqtt_client_id,
             share_group=c.share_group,
             session_expiry_s=c.session_expiry_s,
             receive_max=c.receive_max,
@@ -521,7 +528,10 @@ def run_gateway(config: GatewayConfig) -> int:
 
         return run_workers(config)
     _raise_open_file_limit()
+    disable_created_metrics()  # no *_created series: Prometheus ignores them, dashboards trip over them
+    _check_port_free(config.http_host, config.http_port)  # before a new store is created and migrated
     store = Store.open(config.store)
+    log.info("store %s", redact(store.dsn))
     applied = store.migrate()
     if applied:
         log.info("applied migrations: %s", ", ".join(applied))
@@ -531,7 +541,9 @@ def run_gateway(config: GatewayConfig) -> int:
 
     async def main() -> None:
         nonlocal code
-        gateway = Gateway(config, store, CollectorRegistry())
+        registry = CollectorRegistry()
+        register_process_metrics(registry)
+        gateway = Gateway(config, store, registry)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, gateway.request_stop)
@@ -540,6 +552,20 @@ def run_gateway(config: GatewayConfig) -> int:
 
     try:
         asyncio.run(main())
+    except* VehicleIngestError as group:  # a task's failure: one line, not a task group's traceback
+        raise group.exceptions[0] from None
     finally:
         store.close()
     return code
+
+
+def _check_port_free(host: str, port: int) -> None:
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            problem = f"cannot listen on {host}:{port}: {exc.strerror} (another gateway?)"
+            raise ConfigError("http_port", problem) from exc

@@ -45,9 +45,9 @@ def worker_config(config: GatewayConfig, k: int) -> GatewayConfig:
     return dataclasses.replace(
         config,
         workers=1,
-        client_id=f"{config.client_id}-{k}",
+        client_id=f"{config.mqtt_client_id}-{k}",
         share_group=config.share_group or DEFAULT_SHARE_GROUP,
-        http_port=config.http_port + k,
+        http_port=config.http_port + k if config.http_port else 0,  # 0: each its own free port
         store=store,
         tags_interval_s=config.tags_interval_s if tags_here else 0,
         cdp_urls=config.cdp_urls if tags_here else "",

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, PlatformCollector, ProcessCollector
 
-__all__ = ["PREFIX", "Metrics"]
+__all__ = ["PREFIX", "Metrics", "register_process_metrics"]
 
 PREFIX = "vehicle_ingest"
 
@@ -27,6 +28,8 @@ class Metrics:
     identity_violations: Counter
     store_errors: Counter
     reconnects: Counter
+    connect_failures: Counter
+    session_takeovers: Counter
     sessions_lost: Counter
     window_overruns: Counter
     tag_changes: Counter
@@ -69,6 +72,12 @@ class Metrics:
             ),
             store_errors=counter("store_errors", "Failed store operations (the batch is retried, not acked)."),
             reconnects=counter("mqtt_reconnects", "MQTT connections established after the first."),
+            connect_failures=counter(
+                "mqtt_connect_failures", "Connection attempts to the broker that failed (TCP, TLS or CONNACK refused)."
+            ),
+            session_takeovers=counter(
+                "mqtt_session_takeovers", "Times another client connected with our client id and took our session."
+            ),
             sessions_lost=counter(
                 "mqtt_sessions_lost",
                 "Reconnects the broker answered without our session: what it had queued for us is gone.",
@@ -104,3 +113,19 @@ class Metrics:
                 "end_to_end_lag_seconds", "Newest sample timestamp to stored, per message.", _LAG_SECONDS
             ),
         )
+
+
+def register_process_metrics(registry: CollectorRegistry) -> None:
+    """process_* (CPU, memory, open files), python_info and vehicle_ingest_build_info on the gateway's registry."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from vehicle_ingest import __version__
+
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    try:
+        chdb = version("chdb")
+    except PackageNotFoundError:
+        chdb = "absent"
+    build = Info(f"{PREFIX}_build", "The running gateway's version and its engine's.", registry=registry)
+    build.info({"version": __version__, "python": platform.python_version(), "chdb": chdb})
