@@ -111,12 +111,17 @@ def _get(port: int, path: str, timeout: float = 60) -> bytes:
 
 def _scrape(ports: list[int]) -> dict[str, Any]:
     """Samples stored and the lag histogram's cumulative buckets, summed over the workers."""
-    out: dict[str, Any] = {"samples": 0.0, "buckets": {}}
+    out: dict[str, Any] = {"samples": 0.0, "receipts": 0.0, "receipt_bytes": 0.0, "buckets": {}}
+    counters = {
+        "vehicle_ingest_samples_stored_total": "samples",
+        "vehicle_ingest_receipts_published_total": "receipts",
+        "vehicle_ingest_receipt_bytes_total": "receipt_bytes",
+    }
     for port in ports:
         for family in text_string_to_metric_families(_get(port, "/metrics").decode()):
             for s in family.samples:
-                if s.name == "vehicle_ingest_samples_stored_total":
-                    out["samples"] += s.value
+                if s.name in counters:
+                    out[counters[s.name]] += s.value
                 elif s.name == "vehicle_ingest_end_to_end_lag_seconds_bucket":
                     le = float(s.labels["le"])
                     out["buckets"][le] = out["buckets"].get(le, 0.0) + s.value
@@ -158,6 +163,8 @@ def _gateway_args(args: argparse.Namespace) -> list[str]:
         "0",
         "--workers",
         str(args.workers),
+        "--receipts",
+        "true" if args.receipts else "false",
     ]
 
 
@@ -197,6 +204,7 @@ def _load_command(broker: Mosquitto, vehicles: int, rate: float, args: argparse.
         "--vehicles", str(vehicles), "--rate", str(rate), "--hz", str(HZ), "--signals", str(SIGNALS),
         "--duration", str(args.duration), "--connections", str(args.connections), "--truth", str(truth),
         *(["--per-vehicle"] if args.per_vehicle else []),
+        "--receipts" if args.receipts else "--no-receipts",
     ]  # fmt: skip
 
 
@@ -245,6 +253,13 @@ def _measure(
         "offered_msgs_per_s": rate,
         "acked_samples_per_s": truth["acked_samples_per_s"],
         "stored_samples_per_s": round((last["samples"] - first["samples"]) / window),  # type: ignore[operator]
+        # The figure that travels between machines: what one core of the gateway stores per second.
+        "stored_samples_per_gateway_core_s": round(
+            (last["samples"] - first["samples"]) / window / max(gateway["cores"], 1e-9)  # type: ignore[operator]
+        ),
+        "receipts": args.receipts,
+        "receipts_per_s": round((last["receipts"] - first["receipts"]) / window, 1),  # type: ignore[operator]
+        "receipt_bytes_per_s": round((last["receipt_bytes"] - first["receipt_bytes"]) / window),  # type: ignore[operator]
         "drain_s": round(drain_s, 2),
         "lag_p50_s": _round(_quantile(0.5, first["buckets"], final["buckets"])),  # type: ignore[arg-type]
         "lag_p99_s": _round(_quantile(0.99, first["buckets"], final["buckets"])),  # type: ignore[arg-type]
@@ -395,6 +410,12 @@ def main() -> None:
     parser.add_argument("--per-vehicle", action="store_true", help="one MQTT connection per vehicle")
     parser.add_argument("--workers", type=int, default=1, help="gateway processes on one shared subscription")
     parser.add_argument("--receive-max", type=int, default=4000)
+    parser.add_argument(
+        "--receipts",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="gateway receipts on, and the load generator waiting for them as head units do (default: on)",
+    )
     parser.add_argument("--batch-max-messages", type=int, default=2000)
     parser.add_argument("--linger-ms", type=int, default=200)
     parser.add_argument("--plot", default=None, help="write a PNG of throughput and lag against offered load")

@@ -27,8 +27,13 @@ def gateway_with_broker(work: Path, *extra: str) -> Iterator[GatewayProcess]:
     """A mosquitto and a ready gateway (flags `extra`) on an embedded store under `work`; it must stop cleanly."""
     with Mosquitto.running(work / "broker") as broker:
         gw = GatewayProcess(broker.url, f"chdb://{work / 'store'}", free_port(), work / "gateway.log", *extra)
-        gw.wait_ready()
-        yield gw
+        try:
+            gw.wait_ready()
+            yield gw
+        except BaseException:
+            if gw.process.poll() is None:
+                gw.kill()  # a failing test must not leave a gateway behind
+            raise
         assert gw.stop() == 0
 
 

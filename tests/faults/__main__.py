@@ -35,7 +35,7 @@ class _Tally:
 def summary(tally: _Tally) -> str:
     failed = len(tally.failed)
     passed = len(tally.passed - tally.failed)
-    lost = sum(v.lost for v in tally.verdicts)
+    lost = sum(v.lost + v.unreceipted for v in tally.verdicts)
     duplicated = sum(v.duplicated + v.wrong for v in tally.verdicts)
     unsaved = sum(v.broker_unsaved for v in tally.verdicts)
     unrouted = sum(v.broker_unrouted for v in tally.verdicts)

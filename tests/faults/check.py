@@ -1,4 +1,8 @@
-"""Store versus truth: every PUBACKed message stored exactly once, with the samples and values it carried."""
+"""Store versus truth: every message the head units sent stored exactly once, with the samples and values it carried.
+
+The truth is what the receipt-aware load sent (tests/faults/load.py); without receipts it would be
+what the broker PUBACKed, and a broker crash could lose part of it (`blame_broker`).
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ class Verdict:
     """The outcome of one scenario, in messages."""
 
     scenario: str
-    acked: int  # messages the broker PUBACKed to the publisher: what the store must hold
+    acked: int  # messages the store must hold: sent by receipt-aware head units (PUBACKed, without receipts)
     stored: int  # distinct acked identities found in the store(s)
     lost: int  # acked, not stored, and no fault of the broker explains it
     duplicated: int  # stored more than once (in one store, or across stores)
@@ -31,6 +35,7 @@ class Verdict:
     unacked_stored: int = 0  # stored although the PUBACK never reached the publisher (allowed)
     broker_unsaved: int = 0  # PUBACKed after the broker's last save before a kill -9
     broker_unrouted: int = 0  # PUBACKed with "no matching subscribers": the broker had lost our session
+    unreceipted: int = 0  # still kept by the head units at the end (no receipt came): lost, as they count it
     samples_expected: int = 0
     samples_stored: int = 0
     value_sum_expected: float = 0.0
@@ -48,7 +53,7 @@ class Verdict:
     def exact(self) -> bool:
         """Every acked message stored once, as sent: the samples and value checksums over all of them agree."""
         return (
-            self.lost == self.broker_lost == self.duplicated == self.wrong == 0
+            self.lost == self.broker_lost == self.duplicated == self.wrong == self.unreceipted == 0
             and self.samples_stored == self.samples_expected
             and math.isclose(self.value_sum_stored, self.value_sum_expected, rel_tol=1e-9, abs_tol=1e-6)
         )
@@ -71,6 +76,12 @@ class Verdict:
         blamed = set(unrouted) | set(unsaved)
         self.lost_keys = [k for k in self.lost_keys if k not in blamed]
 
+    def head_units(self, unreceipted: int, resent: int) -> Verdict:
+        """What the head units counted: messages still without a receipt, and copies they sent again."""
+        self.unreceipted = unreceipted
+        self.notes["resent_by_head_units"] = resent
+        return self
+
     def line(self) -> str:
         extra = " ".join(f"{k}={v}" for k, v in self.notes.items())
         broker = (
@@ -81,8 +92,9 @@ class Verdict:
         samples = f", samples {self.samples_stored}/{self.samples_expected}" if self.samples_expected else ""
         first = ", ".join(f"{v}/{q} acked at {self.lost_acked_at[(v, q)]:.3f}" for v, q in self.lost_keys[:3])
         first_lost = f" (first lost: {first})" if first else ""  # enough to find them in the brokers' logs
+        unreceipted = f", unreceipted {self.unreceipted}" if self.unreceipted else ""
         return (
-            f"{self.scenario}: acked {self.acked}, stored {self.stored}, lost {self.lost}{broker}, "
+            f"{self.scenario}: sent {self.acked}, stored {self.stored}, lost {self.lost}{broker}{unreceipted}, "
             f"duplicated {self.duplicated}, wrong {self.wrong}{samples}{first_lost}{' ' + extra if extra else ''}"
         )
 

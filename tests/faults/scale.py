@@ -22,11 +22,33 @@ class Scale:
     store_outage_s: float  # store unwritable for this long, under load
     cdp_outage_s: float  # CDP refusing for this long (spans gateway restarts)
     shared_load_s: float  # load on the two shared-subscription gateways
+    gateway_down_s: float  # gateway stopped while the vehicles keep publishing
+    vehicle_offline_s: float  # vehicles off the broker, producing into their buffers
 
     @classmethod
     def fast(cls) -> Scale:
-        return cls("fast", kills=3, rate=300, broker_load_s=1.0, store_outage_s=3, cdp_outage_s=3, shared_load_s=3)
+        return cls(
+            "fast",
+            kills=3,
+            rate=300,
+            broker_load_s=1.0,
+            store_outage_s=3,
+            cdp_outage_s=3,
+            shared_load_s=3,
+            gateway_down_s=4,
+            vehicle_offline_s=4,
+        )
 
     @classmethod
     def full(cls) -> Scale:
-        return cls("full", kills=20, rate=500, broker_load_s=4, store_outage_s=40, cdp_outage_s=75, shared_load_s=15)
+        return cls(
+            "full",
+            kills=20,
+            rate=500,
+            broker_load_s=4,
+            store_outage_s=40,
+            cdp_outage_s=75,
+            shared_load_s=15,
+            gateway_down_s=60,
+            vehicle_offline_s=60,
+        )

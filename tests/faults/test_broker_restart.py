@@ -1,14 +1,13 @@
-"""Fault 2: the broker (mosquitto with persistence) killed and restarted under load.
+"""Fault 2: the broker (mosquitto with persistence, as deployed) killed and restarted under load.
 
-The promise: the gateway reconnects by itself and resumes its session; every
-message the broker still holds after its restart is stored exactly once. What
-mosquitto itself loses is what it PUBACKed after its last save of the
-persistence file (autosave) and before a kill -9: those messages existed only
-in its memory. So does a broker that comes back without the gateway's session:
-it PUBACKs with "no matching subscribers" until the gateway subscribes again,
-and the gateway must report that (vehicle_ingest_mqtt_sessions_lost_total).
-The scenario counts both as broker loss, apart from our loss, and shows that a
-graceful stop (SIGTERM, which saves) loses none.
+The promise: the gateway reconnects by itself and resumes its session, and every message the
+head units sent is stored exactly once. mosquitto loses what it PUBACKed after its last save of
+the persistence file (autosave) and before a kill -9: those messages existed only in its memory.
+Receipt-aware head units keep every message until a receipt covers it and resend the rest after
+reconnecting, so that loss never reaches the store (`acked_in_loss_windows` counts what was at
+risk). A broker that comes back without the gateway's session PUBACKs "no matching subscribers"
+until the gateway subscribes again, and the gateway reports that
+(vehicle_ingest_mqtt_sessions_lost_total).
 """
 
 from __future__ import annotations
@@ -118,12 +117,17 @@ def test_broker_restart_loses_nothing_it_still_holds(rig, scale, record, how):
         time.sleep(scale.broker_load_s)
     finally:
         load.stop()
-    drain([gw], len(load.acked), timeout=60)
+    drain([gw], len(load.truth), timeout=60)
     time.sleep(1.0)
     verdict = compare(
-        f"broker {'kill -9' if how == 'kill' else 'SIGTERM'} + restart x2", load.acked, stored_messages([gw], PREFIX)
+        f"broker {'kill -9' if how == 'kill' else 'SIGTERM'} + restart x2", load.truth, stored_messages([gw], PREFIX)
     )
     verdict.blame_broker(load.acked, windows)
+    # What the broker could have lost (PUBACKed after its last save): the head units kept it, resent it.
+    verdict.notes["acked_in_loss_windows"] = sum(
+        1 for e in load.acked.values() if any(lo <= e.acked_at <= hi for lo, hi in windows)
+    )
+    verdict.head_units(load.unreceipted, load.resent)
     if kill_delays:
         verdict.notes["kills_after_save_s"] = "/".join(f"{d:.2f}" for d in kill_delays)
     verdict.notes["gateway_reconnects"] = int(reconnects)
@@ -136,6 +140,5 @@ def test_broker_restart_loses_nothing_it_still_holds(rig, scale, record, how):
     # times (under the connected gateway, and for the restarted one) and route every message to it.
     assert _sessions(rig) == {"new": 1, "resumed": 2}, _sessions(rig)
     assert sessions_lost == 0 and verdict.broker_unrouted == 0, verdict.line()
-    assert verdict.lost == verdict.duplicated == verdict.wrong == 0, verdict.line()
-    if how == "term":
-        assert verdict.broker_lost == 0 and verdict.exact, verdict.line()
+    # Receipt-aware head units resend what the broker lost: nothing is lost end to end, kill -9 or not.
+    assert verdict.exact, verdict.line()

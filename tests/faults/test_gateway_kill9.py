@@ -32,11 +32,11 @@ def test_repeated_kill9_under_load_stores_every_acked_message_once(rig, scale, r
             gw = rig.gateway(broker.url)
     finally:
         load.stop()
-    drain([gw], len(load.acked), timeout=120)
+    drain([gw], len(load.truth), timeout=120)
     time.sleep(1.0)  # a late redelivery would show up as a duplicate now
-    verdict = compare(f"gateway kill -9 x{scale.kills}", load.acked, stored_messages([gw], PREFIX))
+    verdict = compare(f"gateway kill -9 x{scale.kills}", load.truth, stored_messages([gw], PREFIX))
     verdict.notes["kills_with_unacked_in_flight"] = sum(1 for n in in_flight_at_kill if n > 0)
-    record(verdict)
+    record(verdict.head_units(load.unreceipted, load.resent))
     assert gw.stop() == 0
     assert verdict.exact, verdict.line()
     assert verdict.acked >= scale.rate * scale.kills * 0.3, "the load ran through the kills"

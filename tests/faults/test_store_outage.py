@@ -138,12 +138,12 @@ def test_store_outage_acks_nothing_unstored_and_drains_after(rig, scale, record,
         healed = time.monotonic()
     finally:
         load.stop()
-    drained = drain([gw], len(load.acked), timeout=60)
+    drained = drain([gw], len(load.truth), timeout=60)
     drained_s = time.monotonic() - healed
     ready_after = gw.get("/readyz")[0]
     verdict = compare(
         f"store outage ({request.node.callspec.id}) {scale.store_outage_s:.0f}s",
-        load.acked,
+        load.truth,
         stored_messages([gw], PREFIX),
     )
     verdict.notes.update(
@@ -154,7 +154,7 @@ def test_store_outage_acks_nothing_unstored_and_drains_after(rig, scale, record,
         exit_on_sigterm_mid_outage=stop_code,
         drained_after_heal_s=round(drained_s, 1),
     )
-    record(verdict)
+    record(verdict.head_units(load.unreceipted, load.resent))
     assert gw.stop() == 0
     assert stop_code == EXIT_GAVE_UP, "a stop that cannot store its batch exits 75 (batch left unacked)"
     for probe in (first, second):
