@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from vehicle_ingest.gateway.mqtt_source import parse_mqtt_url
 from vehicle_ingest.simulators.fleet import SimMessage
@@ -108,7 +110,12 @@ class _Publisher:
         host, port, tls = parse_mqtt_url(url)
         if tls:
             self.client.tls_set()
-        self.client.connect(host, port, keepalive=30)
+        if outstanding is None:
+            self.client.connect(host, port, keepalive=30)
+        else:  # a persistent session, as the spec asks: receipts published while we are away wait for us
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+            self.client.connect(host, port, keepalive=30, clean_start=False, properties=props)
         self.client.loop_start()
         if not self._connected.wait(10):
             raise ConnectionError(f"no CONNACK from {url}")

@@ -91,6 +91,20 @@ def test_the_book_coalesces_one_receipt_per_vin_and_skips_messages_without_a_veh
     assert len(book) == 0 and list(book.drain()) == []
 
 
+def test_a_vin_that_settled_a_lot_gets_several_receipts_each_under_the_size_limit():
+    book = ReceiptBook()
+    scattered = np.arange(0, 2 * 5000, 2, dtype=np.uint64)  # 5,000 one-seq ranges
+    book.add(Verdicts(np.full(5000, VIN, "S17"), scattered, np.array([""] * 5000, object)))
+    book.add(
+        Verdicts(np.full(700, VIN, "S17"), np.arange(1, 1401, 2, dtype=np.uint64), np.full(700, "seq_reused", object))
+    )
+    payloads = [p for _, p in book.drain()]
+    receipts = [decode_receipt(p) for p in payloads]
+    assert len(receipts) == 3 and max(len(p) for p in payloads) < 64 * 1024
+    assert sorted(s for r in receipts for s, _ in r.stored) == scattered.tolist()
+    assert sorted(s for r in receipts for s, _ in r.rejected) == list(range(1, 1401, 2))
+
+
 def test_a_head_unit_keeps_each_message_until_a_receipt_covers_it():
     buffer = Outstanding()
     messages = [speed_message(VIN, s) for s in (1, 2, 3)] + [speed_message(OTHER, 1)]

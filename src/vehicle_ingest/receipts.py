@@ -22,6 +22,7 @@ import numpy as np
 from vehicle_ingest.codec import FORMAT_VERSION
 
 __all__ = [
+    "MAX_RECEIPT_ENTRIES",
     "RECEIPT_KIND",
     "Receipt",
     "ReceiptBook",
@@ -36,6 +37,9 @@ __all__ = [
 
 RECEIPT_KIND = 16  # kinds 1-3 travel vehicle -> gateway; 16 and up gateway -> vehicle
 _MAX_RECEIPT_BYTES = 256 * 1024
+# Entries (ranges + rejections) per receipt: at most ~40 bytes each, so a receipt stays far under the
+# 256 KiB a head unit must accept; more make several receipts.
+MAX_RECEIPT_ENTRIES = 2000
 
 
 class ReceiptError(ValueError):
@@ -175,5 +179,14 @@ class ReceiptBook:
         self._stored, self._rejected = {}, {}
         for vin in stored.keys() | rejected.keys():
             ranges = seq_ranges(np.concatenate(stored[vin])) if vin in stored else []
-            receipt = Receipt(vin, tuple(ranges), tuple(sorted(set(rejected.get(vin, ())))))
-            yield receipt_topic(vin), encode_receipt(receipt)
+            refused = sorted(set(rejected.get(vin, ())))
+            for receipt in _split(vin, ranges, refused):
+                yield receipt_topic(vin), encode_receipt(receipt)
+
+
+def _split(vin: str, ranges: list[tuple[int, int]], refused: list[tuple[int, str]]) -> Iterator[Receipt]:
+    """One receipt, or several of at most MAX_RECEIPT_ENTRIES entries each when a VIN settled that much."""
+    entries = [(r, None) for r in ranges] + [(None, r) for r in refused]
+    for lo in range(0, max(len(entries), 1), MAX_RECEIPT_ENTRIES):
+        part = entries[lo : lo + MAX_RECEIPT_ENTRIES]
+        yield Receipt(vin, tuple(r for r, _ in part if r), tuple(x for _, x in part if x))

@@ -94,7 +94,7 @@ class Load:
     samples_per_message: int = 10
     client_id: str = "vi-faults-load"
     receipts: bool = True
-    receipt_timeout_s: float = 5.0
+    receipt_timeout_s: float = 60.0  # the spec's recommendation (schemas/WIRE_FORMAT.md section 13)
     acked: dict[tuple[str, int], Expected] = field(default_factory=dict)
     sent_truth: dict[tuple[str, int], Expected] = field(default_factory=dict)
     sent: int = 0
