@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from vehicle_ingest.errors import ConfigError
-from vehicle_ingest.gateway.cli_support import add_target_flags, api, in_store, now_ms, reading
+from vehicle_ingest.errors import ConfigError, ConfigErrors, VehicleIngestError
+from vehicle_ingest.gateway.cli_support import GatewayError, add_target_flags, api, in_store, now_ms, reading
 
 __all__ = ["add_data_parsers"]
 
@@ -77,17 +77,33 @@ async def _deliver_once(store: Any, urls: list[str]) -> int:
 
 
 def _owners(args: argparse.Namespace) -> int:
-    from vehicle_ingest.owners import read_registry, save_registry
+    """Every row is checked here first (problems name FILE); the gateway checks again, as the authority."""
+    from vehicle_ingest.owners import parse_registry, plan_registry, registry_bytes, save_registry
 
     path = Path(args.file)
-    if not path.is_file():
-        raise ConfigError("owners", f"{path}: no such file")
-    rows = read_registry(path)
+    data = registry_bytes(path)
+    rows = parse_registry(data, str(path), path.name)
     if args.gateway:
-        print(json.dumps(api(args, "/api/owners", path.read_bytes())))
+        route = "/api/owners/check" if args.dry_run else "/api/owners"
+        try:
+            print(json.dumps(api(args, route, data)))
+        except GatewayError as exc:
+            raise _gateway_problems(exc, args.gateway.rstrip("/") + route) from exc
+        return 0
+    if args.dry_run:
+        print(json.dumps(in_store(args.store, lambda store: plan_registry(store, rows))))
         return 0
     print(json.dumps({"loaded": in_store(args.store, lambda store: save_registry(store, rows))}))
     return 0
+
+
+def _gateway_problems(exc: GatewayError, url: str) -> VehicleIngestError:
+    """A refused registry's problems (the gateway's `error`, one per line), each on a line of its own."""
+    prefix = f"{url}: 400: "
+    text = str(exc)
+    if exc.status != 400 or not text.startswith(prefix):
+        return exc
+    return ConfigErrors([ConfigError("", problem, prefix[:-2]) for problem in text.removeprefix(prefix).split("\n")])
 
 
 def _erase(args: argparse.Namespace) -> int:
@@ -118,8 +134,11 @@ def add_data_parsers(sub: argparse._SubParsersAction) -> None:
         help="sink URL, as the gateway's cdp_urls (repeatable; env VI_CDP_URLS, comma-separated)",
     )
     tags.add_argument("--as-of-ms", type=int, default=None, help="evaluate as of this instant (default: now)")
-    owners = sub.add_parser("owners", help="load an owner registry (CSV or JSON)")
-    owners.add_argument("file")
+    owners = sub.add_parser("owners", help="load an owner registry (CSV, JSON or .xlsx); every bad row is reported")
+    owners.add_argument("file", help="CSV (, ; or tab; UTF-8), a JSON list, or an .xlsx workbook (its first sheet)")
+    owners.add_argument(
+        "--dry-run", action="store_true", help="check the file and print what loading it would change; load nothing"
+    )
     erase = sub.add_parser("erase", help="delete an owner's or a vehicle's data from every table")
     whose = erase.add_mutually_exclusive_group(required=True)
     whose.add_argument("--owner", help="owner id: their tags and every vehicle registered to them")

@@ -40,7 +40,7 @@ from vehicle_ingest.gateway.http import HttpLimits, HttpServer, Response
 from vehicle_ingest.gateway.mqtt_source import Delivery, MqttSettings, MqttSource
 from vehicle_ingest.ingest import Ingestor, IngestOutcome, IngestPolicy
 from vehicle_ingest.metrics import Metrics, register_process_metrics
-from vehicle_ingest.owners import parse_registry, save_registry
+from vehicle_ingest.owners import Ownership, parse_registry, plan_registry, save_registry
 from vehicle_ingest.privacy import (
     ERASE_WAIT_S,
     Erasure,
@@ -369,6 +369,7 @@ class Gateway:
             ("POST", "/api/tags/show"): self._tags_show_route,
             ("POST", "/api/tags/run"): self._tags_run_route,
             ("POST", "/api/owners"): self._owners_route,
+            ("POST", "/api/owners/check"): self._owners_check_route,
             ("POST", "/api/erase"): self._erase_route,
             ("POST", "/api/report"): self._report_route,
             ("POST", "/api/audience"): self._audience_route,
@@ -430,8 +431,27 @@ class Gateway:
         return Response.json(200, await self.run_tag_cycle(_as_of(body)))
 
     async def _owners_route(self, body: bytes) -> Response:
-        rows = parse_registry(body.decode("utf-8"), "request body")
+        """The body is the registry file (CSV, JSON or .xlsx bytes): load it whole, or 400 naming every problem."""
+        rows = await self._registry_rows(body)
+        if isinstance(rows, Response):
+            return rows
         return Response.json(200, {"loaded": await self.run_store(save_registry, self._store, rows)})
+
+    async def _owners_check_route(self, body: bytes) -> Response:
+        """The dry run of /api/owners: what loading the body would change (vehicle_ingest.owners.plan_registry)."""
+        rows = await self._registry_rows(body)
+        if isinstance(rows, Response):
+            return rows
+        return Response.json(200, await self.run_store(plan_registry, self._store, rows))
+
+    async def _registry_rows(self, body: bytes) -> list[Ownership] | Response:
+        """Parsed off the loop (an .xlsx of a million rows takes seconds) and off the store's thread;
+        refused: 400 with `problems`, one per bad row, and `error`, the same joined by newlines."""
+        try:
+            return await asyncio.to_thread(parse_registry, body, "request body")
+        except ConfigError as exc:
+            problems = [str(e) for e in getattr(exc, "errors", [exc])]
+            return Response.json(400, {"error": "\n".join(problems), "problems": problems})
 
     async def _erase_route(self, body: bytes) -> Response:
         """`{"owner": ID}` or `{"vin": VIN}`, optional `"dry_run": true`: delete their rows everywhere

@@ -112,15 +112,15 @@ def _registry(tmp_path: Path, owner_id: str, suffix: str) -> Path:
 def test_owners_refuses_an_overlong_owner_id_with_one_line(populated: str, tmp_path: Path):
     cases = {
         # The csv module's own field limit (131,072) comes first: still one line, naming ours.
-        ("x" * 300_000, "csv"): "line 2: unreadable CSV (field larger than field limit (131072));"
-        " owner_id is at most 256 characters",
+        ("x" * 300_000, "csv"): "line 2: unreadable CSV (field larger than field limit (131072)): a quote opened"
+        " and never closed, or a value far longer than any id (owner and driver ids are at most 256 characters)",
         ("x" * 300_000, "json"): "item 1: owner_id has 300000 characters; at most 256 are allowed",
         ("x" * 257, "csv"): "line 2: owner_id has 257 characters; at most 256 are allowed",
         ("owner\x1b[31m", "json"): "item 1: owner_id contains the control character U+001B; none are allowed",
     }
     for (owner_id, suffix), problem in cases.items():
         path = _registry(tmp_path, owner_id, suffix)
-        _assert_one_line_and_exit(_cli("owners", str(path), "--store", populated), 2, f"{path} {problem}")
+        _assert_one_line_and_exit(_cli("owners", str(path), "--store", populated), 2, f"{path}: {problem}")
     assert _rows(populated, "SELECT owner_id FROM ownership") == [["owner_id"], ["owner-cli"]]
     accepted = _cli("owners", str(_registry(tmp_path, "o" * 256, "csv")), "--store", populated)
     assert (accepted.returncode, json.loads(accepted.stdout)) == (0, {"loaded": 1})
@@ -178,6 +178,6 @@ def test_erase_through_a_gateway_leaves_no_trace_and_answers_404_for_unknown_tar
 def test_owners_route_refuses_an_overlong_owner_id_with_400(broker, start_gateway):
     gw = start_gateway(broker.url, "--tags-interval-s", "0")
     registry = f"[{json.dumps({'vin': VIN, 'owner_id': 'x' * 300_000, 'valid_from': '2026-01-01'})}]".encode()
-    error = "request body item 1: owner_id has 300000 characters; at most 256 are allowed"
-    assert _post(gw, "/api/owners", registry) == (400, {"error": error})
+    error = "request body: item 1: owner_id has 300000 characters; at most 256 are allowed"
+    assert _post(gw, "/api/owners", registry) == (400, {"error": error, "problems": [error]})
     assert gw.sql("SELECT count() FROM ownership") == [[0]]
