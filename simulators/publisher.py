@@ -213,7 +213,8 @@ class PublisherPool:
             _Publisher(url, f"{client_prefix}-{i}", inflight, self.outstanding if i == 0 else None)
             for i in range(max(1, connections))
         ]
-        self._resender = Resender(self.pubs, self.outstanding, receipt_timeout_s) if self.outstanding else None
+        keeps = self.outstanding is not None  # (an empty Outstanding is falsy: compare with None)
+        self._resender = Resender(self.pubs, self.outstanding, receipt_timeout_s) if keeps else None
 
     def send(self, i: int, msg: SimMessage) -> None:
         self.pubs[i % len(self.pubs)].send(msg, self.outstanding)

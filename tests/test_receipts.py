@@ -187,3 +187,30 @@ def test_a_receipt_aware_publisher_settles_everything_and_reports_it(tmp_path):
         totals = publish(messages, gw.mqtt_url, receipts=True, settle_timeout_s=30)
         assert (totals.messages, totals.rejected, totals.failed) == (201, 1, 0)
         assert totals.samples == 200 * 10 == gw.stats()["samples"]
+
+
+@pytest.mark.integration
+def test_a_message_whose_receipt_never_came_is_resent_after_the_timeout_and_settled(broker):
+    """A stand-in gateway receipts every copy but the first of seq 3: the head unit resends seq 3 and settles it."""
+    seen: set[int] = set()
+    gateway = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="stand-in", protocol=mqtt.MQTTv5)
+
+    def on_message(client: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        vin, seq = message_identity(msg.payload)
+        if seq == 3 and seq not in seen:
+            seen.add(seq)
+            return  # this receipt is lost
+        client.publish(f"vi/v1/{vin}/receipt", encode_receipt(Receipt(vin, ((seq, seq),), ())), qos=1)
+
+    gateway.on_message = on_message
+    gateway.connect("127.0.0.1", broker.port)
+    gateway.subscribe("vi/v1/+/signals", qos=1)
+    gateway.loop_start()
+    time.sleep(0.3)
+    try:
+        totals = publish([speed_message(VIN, s) for s in range(1, 6)], broker.url, receipts=True, receipt_timeout_s=1.0)
+    finally:
+        gateway.loop_stop()
+        gateway.disconnect()
+    assert (totals.messages, totals.failed) == (5, 0)
+    assert totals.resent >= 1

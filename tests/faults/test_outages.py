@@ -46,7 +46,7 @@ def test_gateway_down_while_vehicles_publish(rig, scale, record):
 def test_vehicle_offline_then_uploads_its_backlog(rig, scale, record):
     broker = rig.broker()
     gw = rig.gateway(broker.url)
-    load = Load(broker.url, prefix="OFFL", rate=scale.rate).start()
+    load = Load(broker.url, prefix="VFLN", rate=scale.rate).start()
     try:
         wait_until(lambda: gw.stats()["messages"] > 0, 30, "first messages stored")
         load.offline()
@@ -59,7 +59,7 @@ def test_vehicle_offline_then_uploads_its_backlog(rig, scale, record):
     finally:
         load.stop(settle_s=120)
     drain([gw], len(load.truth), timeout=60)
-    verdict = compare(f"vehicle offline {scale.vehicle_offline_s:.0f}s", load.truth, stored_messages([gw], "OFFL"))
+    verdict = compare(f"vehicle offline {scale.vehicle_offline_s:.0f}s", load.truth, stored_messages([gw], "VFLN"))
     verdict.notes.update(
         backlog_uploaded=backlog, duplicates_dropped=int(metric(gw, "vehicle_ingest_messages_duplicate_total"))
     )

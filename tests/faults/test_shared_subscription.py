@@ -11,6 +11,12 @@ while it is offline; nothing is redistributed to the live member. They are
 delivered when a gateway reconnects with the same client id, which is what
 the restart does (and what a supervisor must do: if the session expired
 first, mosquitto would drop them).
+
+The head units here count PUBACKs, not receipts: a copy a head unit resends (no receipt in time,
+or after its own reconnect) can reach the other member, and two embedded stores cannot see each
+other's identities, so it would be stored in both. Exactly once across members holds for what the
+broker delivers; for head-unit resends it needs one store all members share (a ClickHouse server,
+docs/SCALING.md).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ def test_shared_subscription_member_killed_loses_nothing(rig, scale, record):
     broker = rig.broker()
     a = rig.gateway(broker.url, *GROUP, name="a", client_id="vi-faults-a")
     b = rig.gateway(broker.url, *GROUP, name="b", client_id="vi-faults-b")
-    load = Load(broker.url, prefix=PREFIX, rate=scale.rate).start()
+    load = Load(broker.url, prefix=PREFIX, rate=scale.rate, receipts=False).start()
     try:
         time.sleep(scale.shared_load_s / 2)
         b_stored = b.stats()["messages"]
@@ -56,7 +62,7 @@ def test_shared_subscription_member_killed_loses_nothing(rig, scale, record):
         stored_a=a.stats()["messages"],
         stored_b=b.stats()["messages"],
     )
-    record(verdict.head_units(load.unreceipted, load.resent))
+    record(verdict)
     assert a.stop() == 0 and b.stop() == 0
     assert verdict.exact, verdict.line()
     assert verdict.notes["stored_a"] > 0 and verdict.notes["stored_b"] > 0, "both members took a share"
