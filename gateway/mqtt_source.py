@@ -11,6 +11,7 @@ store's identity check keeps the copy from being stored twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -109,6 +110,7 @@ class MqttSource:
         self._connect_failures = 0
         self._last_failure_log = 0.0
         self._connected_at = 0.0
+        self._last_publish: mqtt.MQTTMessageInfo | None = None
         self._short_sessions: list[float] = []  # when connections that lasted < _FLAP_UPTIME_S dropped
         self._client = self._build_client()
 
@@ -165,7 +167,16 @@ class MqttSource:
         """QoS 1, not retained; False when paho's queue is full (the message is dropped: receipts are idempotent,
         and a head unit without one resends). Disconnected, paho queues it for the resumed session."""
         info = self._client.publish(topic, payload, qos=1)
+        self._last_publish = info
         return info.rc != mqtt.MQTT_ERR_QUEUE_SIZE
+
+    def flush(self, timeout_s: float) -> None:
+        """Wait (bounded) until the broker took what we published last: receipts of the final batches
+        are not lost to our own disconnect, which would make their head units resend them later."""
+        info = self._last_publish
+        if info is not None and self._connected:
+            with contextlib.suppress(RuntimeError, ValueError):  # not sent before the disconnect: resent later
+                info.wait_for_publish(timeout_s)
 
     def settle(self, deliveries: Sequence[Delivery]) -> int:
         """Ack stored deliveries of the current connection; returns how many were acked.

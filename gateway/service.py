@@ -160,6 +160,7 @@ class Gateway:
                     tasks.create_task(self._cdp.run(self._stopping, self.config.deliver_interval_s), name="cdp")
         finally:
             self.publish_receipts()  # what the last batches settled after the receipts task ended
+            await asyncio.get_running_loop().run_in_executor(None, self.source.flush, 2.0)
             self.source.close()
             await self.http.close()
             self._read_executor.shutdown(wait=True, cancel_futures=True)

@@ -154,6 +154,9 @@ class Load:
         assert self._client is not None
         self._client.disconnect()
         self._client.loop_stop()
+        with self._lock:  # that connection's PUBACKs will never come; the messages stay kept until receipted
+            self._pending.clear()
+            self._resent_mids.clear()
 
     def online(self) -> None:
         """Back on the broker: every message not yet receipted goes out (the backlog)."""
@@ -167,7 +170,8 @@ class Load:
         if self._thread:
             self._thread.join()
         deadline = time.monotonic() + settle_s
-        while (self.in_flight or (self.receipts and self.unreceipted)) and time.monotonic() < deadline:
+        # With receipts the head units wait for receipts only; a PUBACK settles nothing for them.
+        while (self.unreceipted if self.receipts else self.in_flight) and time.monotonic() < deadline:
             self._resend_due()
             time.sleep(0.05)
         assert self._client is not None

@@ -24,6 +24,7 @@ class Scale:
     shared_load_s: float  # load on the two shared-subscription gateways
     gateway_down_s: float  # gateway stopped while the vehicles keep publishing
     vehicle_offline_s: float  # vehicles off the broker, producing into their buffers
+    receipt_timeout_s: float  # head units resend what no receipt covered after this (the spec says 60 s)
 
     @classmethod
     def fast(cls) -> Scale:
@@ -37,6 +38,7 @@ class Scale:
             shared_load_s=3,
             gateway_down_s=4,
             vehicle_offline_s=4,
+            receipt_timeout_s=5,
         )
 
     @classmethod
@@ -51,4 +53,5 @@ class Scale:
             shared_load_s=15,
             gateway_down_s=60,
             vehicle_offline_s=60,
+            receipt_timeout_s=60,
         )

@@ -98,7 +98,7 @@ def _restart(broker: Mosquitto, how: str, kill_delays: list[float]) -> list[tupl
 def test_broker_restart_loses_nothing_it_still_holds(rig, scale, record, how):
     broker = rig.broker(persistence=True, autosave_interval_s=AUTOSAVE_S)
     gw = rig.gateway(broker.url)
-    load = Load(broker.url, prefix=PREFIX, rate=scale.rate).start()
+    load = Load(broker.url, prefix=PREFIX, rate=scale.rate, receipt_timeout_s=scale.receipt_timeout_s).start()
     windows: list[tuple[float, float]] = []
     kill_delays: list[float] = []  # seconds after an autosave
     try:

@@ -21,7 +21,7 @@ def test_repeated_kill9_under_load_stores_every_acked_message_once(rig, scale, r
     rng = random.Random(SEED)
     broker = rig.broker()
     gw = rig.gateway(broker.url)
-    load = Load(broker.url, prefix=PREFIX, rate=scale.rate).start()
+    load = Load(broker.url, prefix=PREFIX, rate=scale.rate, receipt_timeout_s=scale.receipt_timeout_s).start()
     in_flight_at_kill = []
     try:
         for _ in range(scale.kills):

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 def test_gateway_down_while_vehicles_publish(rig, scale, record):
     broker = rig.broker()
     gw = rig.gateway(broker.url)
-    load = Load(broker.url, prefix="GDWN", rate=scale.rate).start()
+    load = Load(broker.url, prefix="GDWN", rate=scale.rate, receipt_timeout_s=scale.receipt_timeout_s).start()
     try:
         wait_until(lambda: gw.stats()["messages"] > 0, 30, "first messages stored")
         assert gw.stop() == 0
@@ -46,7 +46,7 @@ def test_gateway_down_while_vehicles_publish(rig, scale, record):
 def test_vehicle_offline_then_uploads_its_backlog(rig, scale, record):
     broker = rig.broker()
     gw = rig.gateway(broker.url)
-    load = Load(broker.url, prefix="VFLN", rate=scale.rate).start()
+    load = Load(broker.url, prefix="VFLN", rate=scale.rate, receipt_timeout_s=scale.receipt_timeout_s).start()
     try:
         wait_until(lambda: gw.stats()["messages"] > 0, 30, "first messages stored")
         load.offline()

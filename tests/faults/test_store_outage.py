@@ -119,7 +119,7 @@ def test_store_outage_acks_nothing_unstored_and_drains_after(rig, scale, record,
     broker = rig.broker()
     flags = ("--receive-max", str(RECEIVE_MAX), "--batch-max-messages", "200", "--stop-timeout-s", "2")
     gw = rig.gateway(broker.url, *flags, store=fault.store)
-    load = Load(broker.url, prefix=PREFIX, rate=scale.rate).start()
+    load = Load(broker.url, prefix=PREFIX, rate=scale.rate, receipt_timeout_s=scale.receipt_timeout_s).start()
     try:
         wait_until(lambda: gw.stats()["messages"] > 0, 30, "first messages stored before the fault")
         rss_before = rss_mb(gw.process.pid)
