@@ -293,13 +293,15 @@ def _start_profiler(pid: int, args: argparse.Namespace, level: Path) -> subproce
 
 # Where a sample of the gateway was, by the innermost frame of ours (or the library) on its stack.
 _STAGES = (
-    ("store: insert signals (chDB: sort, compress, projection, materialized views)", "insert_signals"),
+    ("store: insert signals (chDB: sort, compress, identity projection)", "insert_signals"),
     ("store: insert events", "insert_events"),
-    ("store: identity lookup (by_message projection)", "known_messages"),
+    ("store: insert aggregates (latest_signals, daily_activity)", "insert_aggregates"),
+    ("store: identity lookup (by_identity projection)", "stored_identities"),
     ("store: release freed memory", "release_memory"),
-    ("decode (numba)", "codec/_numba_decode.py"),
-    ("validate + identities", "vehicle_ingest/validate.py"),
-    ("ingest bookkeeping (metrics, dead letters, identities)", "vehicle_ingest/ingest.py"),
+    ("decode (numba)", "vehicle_ingest/codec/"),
+    ("validate", "vehicle_ingest/validate.py"),
+    ("aggregates fold (numba)", "pipeline/_aggregates.py"),
+    ("pipeline bookkeeping (identities, dead letters, metrics)", "vehicle_ingest/pipeline/"),
     ("MQTT receive + PUBACK (paho thread)", "paho/mqtt"),
     ("asyncio loop: batching, hand-over, HTTP", "asyncio"),
 )

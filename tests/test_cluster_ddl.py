@@ -11,9 +11,9 @@ cluster files cannot be applied as written. What is checked instead:
    macros and a one-shard cluster `{cluster}` whose replica is this process, so the Distributed tables
    exist too. Their columns (name, type, default, codec), engines with arguments, keys, settings,
    projections and indexes must equal those the single-node migrations create: the schemas cannot drift.
-3. The gateway's own code (Store.migrate, Ingestor, Store.known_messages) runs unchanged against the
+3. The gateway's own code (Store.migrate, Pipeline, Store.stored_identities) runs unchanged against the
    Distributed tables: one message's rows are one part on its shard, the identity lookup reads the
-   `by_message` projection through the Distributed table, redelivery is caught, the views aggregate.
+   `by_identity` projection through the Distributed table, redelivery is caught, the views aggregate.
 
 Not checked here (needs a real cluster): Keeper paths being unique per table, replication itself, two
 or more shards, ON CLUSTER execution on remote nodes.
@@ -36,9 +36,9 @@ from vehicle_ingest.cdp import Outbox
 from vehicle_ingest.errors import StoreError
 from vehicle_ingest.features import FeatureJobs
 from vehicle_ingest.gateway.broker import free_port
-from vehicle_ingest.ingest import Ingestor
 from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.owners import save_registry
+from vehicle_ingest.pipeline import Pipeline
 from vehicle_ingest.privacy import ERASE_PLAN, ErasureTarget, erase
 from vehicle_ingest.simulators.fleet import FleetSpec, simulate_fleet
 from vehicle_ingest.simulators.truth import truth_tags
@@ -53,6 +53,7 @@ DAY_MS = 86_400_000
 _ON_CLUSTER = " ON CLUSTER '{cluster}'"
 _HEAD = re.compile(r"CREATE (TABLE|MATERIALIZED VIEW) IF NOT EXISTS (\w+) ON CLUSTER '\{cluster\}'\s")
 _ALTER = re.compile(r"ALTER TABLE (\w+) ON CLUSTER '\{cluster\}'\s")
+_DROP_VIEW = re.compile(r"DROP VIEW IF EXISTS (\w+) ON CLUSTER '\{cluster\}' SYNC$")
 _REPLICATED = re.compile(
     r"Replicated(\w*MergeTree)\('/clickhouse/tables/\{shard\}/\{database\}/(\w+)', '\{replica\}'(, )?"
 )
@@ -68,8 +69,8 @@ CLUSTER_STATEMENTS = _statements(CLUSTER_DIR)
 
 
 def _statement_id(item: tuple[str, str]) -> str:
-    head, alter = _HEAD.match(item[1]), _ALTER.match(item[1])
-    name = head[2] if head else f"alter {alter[1]}" if alter else item[1][:40]
+    head, alter, drop = _HEAD.match(item[1]), _ALTER.match(item[1]), _DROP_VIEW.match(item[1])
+    name = head[2] if head else f"alter {alter[1]}" if alter else f"drop {drop[1]}" if drop else item[1][:40]
     return f"{item[0]}:{name}"
 
 
@@ -177,13 +178,15 @@ def schemas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Schemas]:
         cluster = snapshot(store)
         # A gateway started against the cluster runs the single-node migrations: they must change nothing.
         # Every file is skipped by name there, as the cluster counterpart of the same name is recorded; the
-        # CREATE statements must also be no-ops if run again. (The ALTERs of a single-node file are its
-        # table properties: TTL, cleanup settings; the cluster files set their own on the local tables.)
+        # CREATE and DROP statements, run again in order, must also leave it as it is. (The ALTERs of a
+        # single-node file are its table properties: TTL, cleanup settings, projections; the cluster files
+        # set their own on the local tables.)
         store.command("DROP TABLE schema_migrations SYNC")
         creating = root / "single_creating"
         creating.mkdir()
         for path in sorted(SINGLE_DIR.glob("*.sql")):
-            if creates := [s for s in split_statements(path.read_text()) if s.lstrip().upper().startswith("CREATE")]:
+            statements = split_statements(path.read_text())
+            if creates := [s for s in statements if s.lstrip().upper().startswith(("CREATE", "DROP"))]:
                 (creating / path.name).write_text(";\n\n".join(creates) + ";\n")
         applied = store.migrate(creating)
         yield Schemas(store, single, cluster, snapshot(store), applied)
@@ -229,6 +232,10 @@ def test_statement_parses_and_is_distributed_ddl(schemas: Schemas, item: tuple[s
     if alter := _ALTER.match(statement):  # table properties (TTL) belong to the tables holding the data
         assert alter[1].endswith("_local"), f"ALTER of {alter[1]}: a Distributed table holds no data"
         return
+    if drop := _DROP_VIEW.match(statement):  # a view an earlier file created, gone on every node
+        created = {h[2] for _, s in CLUSTER_STATEMENTS if (h := _HEAD.match(s)) and h[1] == "MATERIALIZED VIEW"}
+        assert drop[1] in created, f"DROP VIEW {drop[1]}: no cluster file creates it"
+        return
     head = _HEAD.match(statement)
     assert head, (
         f"expected CREATE TABLE|MATERIALIZED VIEW IF NOT EXISTS <name> ON CLUSTER '{{cluster}}': {statement[:80]}"
@@ -238,6 +245,8 @@ def test_statement_parses_and_is_distributed_ddl(schemas: Schemas, item: tuple[s
         assert re.search(r"\bTO \w+_local\b", statement) and re.search(r"\bFROM \w+_local\b", statement)
     elif name in NODE_LOCAL:
         assert re.search(r"\bENGINE = Memory\s*$", statement), f"{name}: a node-local scratch table is Memory"
+    elif name.endswith("_local") and re.search(r"\bENGINE = Null\s*$", statement):
+        pass  # a table that stores nothing (its views do): no Keeper path
     elif name.endswith("_local"):
         engine = _REPLICATED.search(statement)
         assert engine, f"{name}: expected Replicated*MergeTree('/clickhouse/tables/{{shard}}/{{database}}/{name}', ...)"
@@ -301,6 +310,8 @@ def test_sharding_keeps_a_vehicle_and_a_replacing_key_on_one_shard(schemas: Sche
         if "vin" in columns and name != "dead_letters":
             # A message's rows, and every vehicle-keyed feature row, on the shard of its VIN.
             assert key == "cityHash64(vin)", name
+        if schemas.cluster[f"{name}_local"].engine == "Null":
+            continue  # stores nothing: no replacing key to keep together (its views' targets are checked)
         sort_key = schemas.cluster[f"{name}_local"].create.split(" ORDER BY ")[1]
         used = set(re.findall(r"\w+", key)) & columns
         assert used and all(re.search(rf"\b{c}\b", sort_key) for c in used), f"{name}: {key} vs ORDER BY {sort_key}"
@@ -315,7 +326,7 @@ def test_views_aggregate_the_local_tables_with_the_single_node_query(schemas: Sc
     for name in views:
         got = schemas.cluster.get(name)
         assert got is not None and got.engine == "MaterializedView", name
-        assert re.search(r" TO \w+\.\w+_local ", got.create) and re.search(r" FROM \w+\.signals_local\b", got.create)
+        assert re.search(r" TO \w+\.\w+_local ", got.create) and re.search(r" FROM \w+\.\w+_local\b", got.create)
         assert got.create.replace("_local", "") == schemas.single[name].create
 
 
@@ -323,7 +334,7 @@ def test_the_single_node_migration_is_a_no_op_on_the_cluster_schema(schemas: Sch
     creating = [
         p.name
         for p in sorted(SINGLE_DIR.glob("*.sql"))
-        if any(s.lstrip().upper().startswith("CREATE") for s in split_statements(p.read_text()))
+        if any(s.lstrip().upper().startswith(("CREATE", "DROP")) for s in split_statements(p.read_text()))
     ]
     assert schemas.single_applied_on_cluster == creating
     assert schemas.cluster_after_single_migration.keys() - {"schema_migrations"} == schemas.cluster.keys() - {
@@ -338,13 +349,13 @@ def test_the_single_node_migration_is_a_no_op_on_the_cluster_schema(schemas: Sch
 
 
 @pytest.fixture
-def ingestor(schemas: Schemas) -> Ingestor:
+def ingestor(schemas: Schemas) -> Pipeline:
     for name in ("signals_local", "events_local", "dead_letters_local", "latest_signals_local", "daily_activity_local"):
         schemas.store.command(f"TRUNCATE TABLE {name}")
-    return Ingestor(schemas.store, load_signal_catalog(), load_event_catalog(), Metrics.create(CollectorRegistry()))
+    return Pipeline(schemas.store, load_signal_catalog(), load_event_catalog(), Metrics.create(CollectorRegistry()))
 
 
-def test_a_batch_is_stored_once_through_the_distributed_tables(schemas: Schemas, ingestor: Ingestor):
+def test_a_batch_is_stored_once_through_the_distributed_tables(schemas: Schemas, ingestor: Pipeline):
     store = schemas.store
     batch = [speed_message(f"SMXCLUSTER000000{v}", seq, n=5) for v in range(1, 4) for seq in (1, 2)]
     first = ingestor.ingest([m.topic for m in batch], [m.payload for m in batch], now_ms())
@@ -365,25 +376,29 @@ def test_a_batch_is_stored_once_through_the_distributed_tables(schemas: Schemas,
     ]
 
 
-def test_rejected_message_redelivered_collapses(schemas: Schemas, ingestor: Ingestor):
+def test_rejected_message_redelivered_collapses(schemas: Schemas, ingestor: Pipeline):
     bad = raw_message("vi/v1/SMXCLUSTER0000009/signals", b"\xc1 not msgpack")
     for _ in range(2):
         ingestor.ingest([bad.topic], [bad.payload], now_ms())
     assert schemas.store.stats()["rejected"] == 1
 
 
-def test_identity_lookup_reads_the_projection_through_the_distributed_table(schemas: Schemas, ingestor: Ingestor):
-    m = speed_message("SMXCLUSTER0000077", 5)
-    ingestor.ingest([m.topic], [m.payload], now_ms())
-    # The shape of Store.known_messages' lookup.
+def test_identity_lookup_reads_the_projection_through_the_distributed_table(schemas: Schemas, ingestor: Pipeline):
+    """With a vehicle's rows over many granules, the lookup reads one granule of `by_identity`, not the VIN's rows."""
+    schemas.store.command(
+        "INSERT INTO signals (vin, seq, signal_id, ts, value, received_at) SELECT 'SMXCLUSTER0000077',"
+        " intDiv(number, 10), number % 10, fromUnixTimestamp64Milli(toInt64(1.7e12) + number), 1.0, now64(3)"
+        " FROM numbers(100000)"
+    )
+    # The shape of Store.stored_identities' lookup.
     plan = schemas.store.rows(
-        "EXPLAIN projections = 1 SELECT vin, seq, toInt64(toUnixTimestamp64Milli(min(ts))), count() FROM signals"
+        "EXPLAIN projections = 1 SELECT vin, seq, count(), toInt64(toUnixTimestamp64Milli(min(ts))) FROM signals"
         " WHERE (vin, seq) IN (('SMXCLUSTER0000077', 5)) GROUP BY vin, seq"
     )
-    assert any("ReadFromMergeTree (by_message)" in line for (line,) in plan), plan
+    assert any("ReadFromMergeTree (by_identity)" in line for (line,) in plan), plan
 
 
-def test_features_and_tags_run_unchanged_through_the_distributed_tables(schemas: Schemas, ingestor: Ingestor):
+def test_features_and_tags_run_unchanged_through_the_distributed_tables(schemas: Schemas, ingestor: Pipeline):
     """Trips, cockpit usage and owner tags computed through the Distributed tables equal the simulated truth."""
     store = schemas.store
     for name in ("trips", "cockpit_usage", "job_state", "ownership", "tag_history", "cdp_deliveries"):
@@ -406,7 +421,7 @@ def test_features_and_tags_run_unchanged_through_the_distributed_tables(schemas:
     assert Outbox(store).depth("any-sink") == first.changes
 
 
-def test_erase_refuses_the_cluster_schema_before_deleting_anything(schemas: Schemas, ingestor: Ingestor):
+def test_erase_refuses_the_cluster_schema_before_deleting_anything(schemas: Schemas, ingestor: Pipeline):
     """Distributed tables take no ALTER ... DELETE: erase says so and touches nothing (docs/SECURITY.md)."""
     m = speed_message("SMXCLUSTERERASE01", 1)
     ingestor.ingest([m.topic], [m.payload], now_ms())

@@ -32,7 +32,7 @@ import sys
 from prometheus_client import CollectorRegistry
 from tests.helpers import SIGNALS, now_ms, speed_message
 from vehicle_ingest.catalog import load_event_catalog
-from vehicle_ingest.ingest import Ingestor
+from vehicle_ingest.pipeline import Pipeline
 from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.owners import Ownership, save_registry
 from vehicle_ingest.storage import Store
@@ -40,7 +40,7 @@ from vehicle_ingest.storage import Store
 store = Store.open(sys.argv[1])
 store.migrate()
 m = speed_message(sys.argv[2], 1)
-Ingestor(store, SIGNALS, load_event_catalog(), Metrics.create(CollectorRegistry())).ingest(
+Pipeline(store, SIGNALS, load_event_catalog(), Metrics.create(CollectorRegistry())).ingest(
     [m.topic, "vi/junk"], [m.payload, b"\\xc1"], now_ms()
 )
 save_registry(store, [Ownership(sys.argv[2], "owner-cli", now_ms() - 86_400_000)])

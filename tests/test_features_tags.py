@@ -16,9 +16,9 @@ from vehicle_ingest.cdp import Outbox
 from vehicle_ingest.codec import SignalBlock, encode_signals
 from vehicle_ingest.errors import CatalogError
 from vehicle_ingest.features import FeatureJobs
-from vehicle_ingest.ingest import Ingestor
 from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.owners import Ownership, parse_registry, save_registry
+from vehicle_ingest.pipeline import Pipeline
 from vehicle_ingest.simulators.fleet import FleetSpec, simulate_fleet
 from vehicle_ingest.simulators.truth import truth_tags
 from vehicle_ingest.storage import Store
@@ -50,7 +50,7 @@ def clean(store: Store) -> Store:
 
 
 def _ingest(store: Store, messages, now: int) -> None:
-    ingestor = Ingestor(store, SIGNALS, EVENTS, Metrics.create(CollectorRegistry()))
+    ingestor = Pipeline(store, SIGNALS, EVENTS, Metrics.create(CollectorRegistry()))
     for i in range(0, len(messages), 3000):
         chunk = messages[i : i + 3000]
         ingestor.ingest([m.topic for m in chunk], [m.payload for m in chunk], now)
@@ -166,7 +166,7 @@ def test_gap_rule_segments_trips_of_vehicles_without_ignition_state(clean):
         SignalBlock(odo.id, 0, ts.astype(np.int64), km),
     ]
     payload = encode_signals(vin, 1, int(ts[0]), blocks)
-    out = Ingestor(clean, SIGNALS, EVENTS, Metrics.create(CollectorRegistry())).ingest(
+    out = Pipeline(clean, SIGNALS, EVENTS, Metrics.create(CollectorRegistry())).ingest(
         [f"vi/v1/{vin}/signals"], [payload], now_ms()
     )
     assert out.stored == 1

@@ -8,19 +8,19 @@ from prometheus_client import CollectorRegistry
 
 from tests.helpers import now_ms, speed_message
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
-from vehicle_ingest.ingest import Ingestor
 from vehicle_ingest.metrics import Metrics
+from vehicle_ingest.pipeline import Pipeline
 from vehicle_ingest.storage import Store
 
 
 @pytest.fixture
-def ingestor(store: Store) -> Ingestor:
+def ingestor(store: Store) -> Pipeline:
     for table in ("signals", "events", "dead_letters"):
         store.command(f"TRUNCATE TABLE {table}")
-    return Ingestor(store, load_signal_catalog(), load_event_catalog(), Metrics.create(CollectorRegistry()))
+    return Pipeline(store, load_signal_catalog(), load_event_catalog(), Metrics.create(CollectorRegistry()))
 
 
-def _ingest(ingestor: Ingestor, messages):
+def _ingest(ingestor: Pipeline, messages):
     return ingestor.ingest([m.topic for m in messages], [m.payload for m in messages], now_ms())
 
 

@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry
 
 from tests.helpers import now_ms, speed_message
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
-from vehicle_ingest.ingest import Ingestor
 from vehicle_ingest.metrics import Metrics
+from vehicle_ingest.pipeline import Pipeline
 from vehicle_ingest.validate import parse_topics, valid_vins
 
 VIN = "SMXPR0PERTY000001"
@@ -75,7 +75,7 @@ hostile_payloads = st.one_of(
 
 
 def test_ingest_of_arbitrary_payloads_never_raises_and_stores_only_valid_ones(store):
-    ingestor = Ingestor(store, load_signal_catalog(), load_event_catalog(), Metrics.create(CollectorRegistry()))
+    ingestor = Pipeline(store, load_signal_catalog(), load_event_catalog(), Metrics.create(CollectorRegistry()))
     seq = iter(range(10**6))
     tally = {"stored": 0, "rejected": 0}
 

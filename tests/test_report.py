@@ -21,9 +21,9 @@ from prometheus_client import CollectorRegistry
 
 from tests.helpers import SIGNALS, raw_message, speed_message
 from vehicle_ingest.catalog import load_event_catalog
-from vehicle_ingest.ingest import Ingestor
 from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.owners import save_registry
+from vehicle_ingest.pipeline import Pipeline
 from vehicle_ingest.report import build_report, fetch_report_data
 from vehicle_ingest.simulators.fleet import Fleet, FleetSpec, simulate_fleet
 from vehicle_ingest.storage import Store
@@ -49,7 +49,7 @@ CHART_COLOURS = ((0x16, 0xA3, 0x4A), (0xDC, 0x26, 0x26), (0x25, 0x63, 0xEB))
 def replay(store: Store, fleet: Fleet, end_ms: int, step_days: int) -> None:
     """The fleet as a gateway lived it: each period's messages stored at its end, a few rejects, one tag cycle."""
     save_registry(store, fleet.ownership)
-    ingestor = Ingestor(store, SIGNALS, EVENTS, Metrics.create(CollectorRegistry()))
+    ingestor = Pipeline(store, SIGNALS, EVENTS, Metrics.create(CollectorRegistry()))
     cycle = TagCycle(store, SIGNALS, EVENTS, load_tag_definitions())
     messages = sorted(fleet.messages, key=lambda m: m.sim_ts)
     cuts = [*range(fleet.spec.start_ms + step_days * DAY, end_ms, step_days * DAY), end_ms]

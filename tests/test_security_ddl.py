@@ -20,6 +20,8 @@ WRITTEN = {
     "events",
     "can_signals",
     "dead_letters",
+    "latest_signals_batch",
+    "daily_activity_batch",
     "ownership",
     "trips",
     "cockpit_usage",

@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry
 from tests.helpers import SIGNALS, now_ms
 from vehicle_ingest.catalog import load_event_catalog
 from vehicle_ingest.codec import encode_events
-from vehicle_ingest.ingest import Ingestor
 from vehicle_ingest.metrics import Metrics
+from vehicle_ingest.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 SQL = re.compile(r"\b(SELECT|INSERT|ALTER|DELETE|CREATE|WHERE|FROM|OPTIMIZE|TRUNCATE|DROP)\b")
@@ -110,7 +110,7 @@ HOSTILE = ["'); DROP TABLE signals; --", "\\' OR 1=1 --", "%(vins)s", "{t}", "\u
 def test_hostile_strings_are_stored_verbatim(store):
     events = load_event_catalog()
     event_id = int(np.flatnonzero(events.known)[0])
-    ingestor = Ingestor(store, SIGNALS, events, Metrics.create(CollectorRegistry()))
+    ingestor = Pipeline(store, SIGNALS, events, Metrics.create(CollectorRegistry()))
     vin, t = "SMXSKL1NJECT10N01", now_ms() - 1000
     n = len(HOSTILE)
     payload = encode_events(

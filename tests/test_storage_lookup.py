@@ -25,9 +25,9 @@ def test_lookup_of_small_seqs_against_stored_wide_ones(store: Store) -> None:
             BASE_MS,
         )
     )
-    known = store.known_messages(VINS, np.array([1, 0, 0, 1], np.int32), np.array([7, 7, 69_998, 2**64 - 1], np.uint64))
-    assert known.found.tolist() == [True, False, True, False]
-    assert known.n_items.tolist() == [1, 0, 1, 0]
-    assert known.ts_min.tolist() == [BASE_MS + 7, 0, BASE_MS + 69_998, 0]
-    only_small = store.known_messages(VINS, np.array([1, 0], np.int32), np.array([7, 100], np.uint64))
-    assert only_small.found.tolist() == [True, True]
+    seqs = np.array([7, 7, 69_998, 2**64 - 1], np.uint64)
+    count, ts_min = store.stored_identities("signals", VINS, np.array([1, 0, 0, 1], np.int32), seqs)
+    assert count.tolist() == [1, 0, 1, 0]
+    assert ts_min.tolist() == [BASE_MS + 7, 0, BASE_MS + 69_998, 0]
+    count, _ = store.stored_identities("signals", VINS, np.array([1, 0], np.int32), np.array([7, 100], np.uint64))
+    assert count.tolist() == [1, 1]

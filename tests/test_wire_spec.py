@@ -33,8 +33,8 @@ from vehicle_ingest.features.jobs import COCKPIT_EVENT_FEATURES, COCKPIT_STATE_F
 from vehicle_ingest.features.sql import COCKPIT_SIGNALS_SQL, TRIPS_SQL
 from vehicle_ingest.gateway.config import GatewayConfig
 from vehicle_ingest.gateway.mqtt_source import MqttSettings
-from vehicle_ingest.ingest import Ingestor
 from vehicle_ingest.metrics import Metrics
+from vehicle_ingest.pipeline import Pipeline
 from vehicle_ingest.receipts import (
     RECEIPT_KIND,
     Receipt,
@@ -137,8 +137,8 @@ def topic(stream: str = "signals", vin: str = VIN) -> str:
 
 
 @pytest.fixture(scope="module")
-def ingestor(store: Store) -> Ingestor:
-    return Ingestor(store, SIGNALS, EVENTS, Metrics.create(CollectorRegistry()))
+def ingestor(store: Store) -> Pipeline:
+    return Pipeline(store, SIGNALS, EVENTS, Metrics.create(CollectorRegistry()))
 
 
 # -- rejections --------------------------------------------------------------------------------------
@@ -185,7 +185,7 @@ def test_the_first_failing_check_in_the_spec_order_names_the_reason():
     assert [r for r in order if r in failing] == list(failing)
     # unknown_event sits between unknown_signal and value_out_of_range; a signals message cannot carry it
     assert order.index("unknown_signal") < order.index("unknown_event") < order.index("value_out_of_range")
-    assert order[-3:] == ["timestamp_skew", "can_model_unknown", "seq_reused"]
+    assert order[-4:] == ["timestamp_skew", "can_model_unknown", "seq_reused", "store_rejected"]
 
 
 def test_can_model_unknown_comes_after_the_clock_and_before_seq_reused(ingestor):
@@ -239,8 +239,13 @@ def test_receipts_carry_exactly_the_reasons_the_spec_lists_and_gateway_rejection
         "unknown_kind": (topic(), b"\x96\x01\x09" + ok[3:]),
         "oversize": (topic(), ok + bytes(MAX_PAYLOAD_BYTES)),
         "bad_topic": ("vi/v1/SHORT/signals", speed(110, [500])),
+        "store_rejected": (topic(), speed(111, [500])),  # valid; the constraint below refuses its rows
     }
-    outcome = ingestor.ingest([t for t, _ in messages.values()], [p for _, p in messages.values()], NOW)
+    store.command("ALTER TABLE signals ADD CONSTRAINT spec_refuses_111 CHECK seq != 111")
+    try:
+        outcome = ingestor.ingest([t for t, _ in messages.values()], [p for _, p in messages.values()], NOW)
+    finally:
+        store.command("ALTER TABLE signals DROP CONSTRAINT spec_refuses_111")
     assert sorted(outcome.rejected) == sorted(label for label in messages if label)
     book = ReceiptBook()
     book.add(outcome.verdicts)

@@ -33,7 +33,8 @@ _API = {
     "Store": "vehicle_ingest.storage",
     "ReadSession": "vehicle_ingest.reads",
     "QueryLimits": "vehicle_ingest.reads",
-    "Ingestor": "vehicle_ingest.ingest",
+    "Pipeline": "vehicle_ingest.pipeline",
+    "PipelinePolicy": "vehicle_ingest.pipeline",
     "TagCycle": "vehicle_ingest.tags",
     "TagEngine": "vehicle_ingest.tags",
     "load_tag_definitions": "vehicle_ingest.tags",
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
         encode_signals,
     )
     from vehicle_ingest.errors import VehicleIngestError
-    from vehicle_ingest.ingest import Ingestor
+    from vehicle_ingest.pipeline import Pipeline, PipelinePolicy
     from vehicle_ingest.reads import QueryLimits, ReadSession
     from vehicle_ingest.receipts import Receipt, decode_receipt, encode_receipt
     from vehicle_ingest.storage import Store

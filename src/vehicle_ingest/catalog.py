@@ -267,9 +267,7 @@ def _wire_range(sig: Signal) -> tuple[float, float] | None:
 
 def _validate_datatype(sig: Signal) -> None:
     if sig.datatype not in VSS_DATATYPES:
-        raise _RowError(
-            f"unknown datatype {sig.datatype!r} (VSS datatypes: {', '.join(sorted(VSS_DATATYPES))})"
-        )
+        raise _RowError(f"unknown datatype {sig.datatype!r} (VSS datatypes: {', '.join(sorted(VSS_DATATYPES))})")
     if sig.datatype.endswith("[]"):
         raise _RowError(f"array datatype {sig.datatype!r}: a sample carries one number")
     if sig.datatype == "string" and not sig.allowed:
@@ -299,9 +297,7 @@ def _validate_range(sig: Signal) -> None:
         if sig.scale_exp < 0:
             raise _RowError(f"integer datatype {sig.datatype!r} cannot have negative scale_exp")
         if sig.min < bounds[0] or sig.max > bounds[1]:
-            raise _RowError(
-                f"min..max {sig.min:g}..{sig.max:g} exceeds {sig.datatype} {bounds[0]}..{bounds[1]}"
-            )
+            raise _RowError(f"min..max {sig.min:g}..{sig.max:g} exceeds {sig.datatype} {bounds[0]}..{bounds[1]}")
 
 
 def _validate_signal(sig: Signal) -> None:
@@ -389,9 +385,7 @@ def _signal_from_fields(f: Mapping[str, str]) -> Signal:
 
 
 def _event_from_fields(f: Mapping[str, str]) -> EventType:
-    return EventType(
-        id=_int(f, "id"), name=f["name"], value=f["value"], text=f["text"], description=f["description"]
-    )
+    return EventType(id=_int(f, "id"), name=f["name"], value=f["value"], text=f["text"], description=f["description"])
 
 
 def _load_rows(

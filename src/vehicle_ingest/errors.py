@@ -6,6 +6,10 @@
     ├── CatalogError       a schema file (signal / event catalog) is inconsistent
     ├── EncodeError        the caller asked to encode something the wire format cannot carry
     ├── StoreError         the store refused or failed an operation (retryable unless stated)
+    │   ├── StoreUnavailableError  an insert did not happen for a reason of the store's (down, busy, out of
+    │   │                          memory, schema missing): the same insert may succeed later, retry it
+    │   ├── StoreRejectedError     the store refused an insert for what it carries (a constraint, a value out
+    │   │                          of a type's range): it will never succeed, retrying would loop forever
     │   └── ErasureIncompleteError  rows erased, but replaced parts still held them on disk when erase gave up
     ├── UnknownErasureTargetError  erase found no row of that owner or VIN anywhere: nothing was deleted
     ├── QueryError         an analyst query was not answered; the reason is the user's to read
@@ -37,6 +41,8 @@ __all__ = [
     "QueryFailedError",
     "QueryRefusedError",
     "StoreError",
+    "StoreRejectedError",
+    "StoreUnavailableError",
     "UnknownErasureTargetError",
     "VehicleIngestError",
 ]
@@ -82,6 +88,18 @@ class EncodeError(VehicleIngestError):
 
 class StoreError(VehicleIngestError):
     """The store failed an operation."""
+
+
+class StoreUnavailableError(StoreError):
+    """An insert failed for a reason of the store's: the same insert may succeed later (retry it)."""
+
+
+class StoreRejectedError(StoreError):
+    """The store refused an insert for the rows it carries (`code` is ClickHouse's error code)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class ErasureIncompleteError(StoreError):

@@ -46,6 +46,7 @@ class Metrics:
     batch_messages: Histogram
     batch_samples: Histogram
     decode_seconds: Histogram
+    lookup_seconds: Histogram
     insert_seconds: Histogram
     lag_seconds: Histogram
 
@@ -108,7 +109,12 @@ class Metrics:
             batch_messages=histogram("batch_messages", "Messages per ingested batch.", _SIZE_BUCKETS),
             batch_samples=histogram("batch_samples", "Samples per ingested batch.", _SIZE_BUCKETS),
             decode_seconds=histogram("decode_seconds", "Batch decode and validation time.", _FAST_SECONDS),
-            insert_seconds=histogram("insert_seconds", "Batch store time (lookup and inserts).", _FAST_SECONDS),
+            lookup_seconds=histogram(
+                "lookup_seconds", "Batch identity lookup time (runs while the previous batch inserts).", _FAST_SECONDS
+            ),
+            insert_seconds=histogram(
+                "insert_seconds", "Batch insert time: rows, dead letters and aggregates.", _FAST_SECONDS
+            ),
             lag_seconds=histogram(
                 "end_to_end_lag_seconds", "Newest sample timestamp to stored, per message.", _LAG_SECONDS
             ),

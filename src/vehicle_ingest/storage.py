@@ -23,13 +23,14 @@ import numpy as np
 import pyarrow as pa
 
 from vehicle_ingest._resources import schema_path
-from vehicle_ingest.errors import ConfigError, StoreError
+from vehicle_ingest.errors import ConfigError, StoreError, StoreRejectedError, StoreUnavailableError
 
 __all__ = [
     "CanSignalRows",
+    "DailyRows",
     "DeadLetterRows",
     "EventRows",
-    "KnownMessages",
+    "LatestRows",
     "SignalRows",
     "Store",
     "default_migrations_dir",
@@ -49,6 +50,12 @@ _INSERT_SETTINGS = {
 # its values, and a narrow one (UInt8 for [7]) fails against wider stored seqs.
 _IDENTITY_IN = "(vin, seq) IN (SELECT arrayJoin(arrayZip(%(vins)s, CAST(%(seqs)s AS Array(UInt64)))))"
 _LOOKUP_CHUNK = 2000  # identities per lookup query (about 60 KB of query text)
+
+_ERROR_CODE = re.compile(r"\bCode: (\d+)\b")
+# ClickHouse error codes that mean "these rows cannot be stored": CANNOT_PARSE_TEXT, TYPE_MISMATCH,
+# ARGUMENT_OUT_OF_BOUND, CANNOT_CONVERT_TYPE, INCORRECT_DATA, TOO_LARGE_STRING_SIZE,
+# VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE, DECIMAL_OVERFLOW, VIOLATED_CONSTRAINT.
+_REFUSED_ROWS = frozenset({6, 53, 69, 70, 117, 131, 321, 407, 469})
 
 
 def default_migrations_dir() -> Path:
@@ -108,12 +115,29 @@ class DeadLetterRows:
 
 
 @dataclass(frozen=True, slots=True)
-class KnownMessages:
-    """What the store already holds for a set of (vin, seq) identities."""
+class LatestRows:
+    """A batch's last value per (vehicle, signal): rows of `latest_signals_batch`."""
 
-    found: np.ndarray  # bool
-    ts_min: np.ndarray  # int64 ms of the stored copy (0 when not found)
-    n_items: np.ndarray  # int64 rows of the stored copy
+    vins: Sequence[str]
+    vin_index: np.ndarray  # int32
+    signal_id: np.ndarray  # uint16
+    value: np.ndarray  # float64
+    ts: np.ndarray  # int64 ms
+
+
+@dataclass(frozen=True, slots=True)
+class DailyRows:
+    """One row per (message, UTC day) with samples: rows of `daily_activity_batch`."""
+
+    vins: Sequence[str]
+    vin_index: np.ndarray  # int32
+    day: np.ndarray  # int64 days since 1970-01-01
+    seq: np.ndarray  # uint64
+    odo_min: np.ndarray  # float64, meaningful where has_odo
+    odo_max: np.ndarray
+    has_odo: np.ndarray  # bool
+    speed_max: np.ndarray  # meaningful where has_speed
+    has_speed: np.ndarray  # bool
 
 
 def _ts_array(ms: np.ndarray) -> pa.Array:
@@ -148,6 +172,7 @@ class Store:
     def __init__(self, client: Any, dsn: str) -> None:
         self._client = client
         self.dsn = dsn
+        self._holding: set[str] = set()
 
     @classmethod
     def open(cls, dsn: str) -> Store:
@@ -219,49 +244,47 @@ class Store:
 
     # -- ingestion --------------------------------------------------------
 
-    def known_messages(self, vins: Sequence[str], vin_index: np.ndarray, seq: np.ndarray) -> KnownMessages:
-        """Look (vin, seq) identities up in every data table via their `by_message` projection."""
+    def stored_identities(
+        self, table: str, vins: Sequence[str], vin_index: np.ndarray, seq: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rows `table` holds per (vin, seq) identity and their earliest ts in ms; (0, 0) where none.
+
+        Answered by the `by_identity` projection (rows sorted by vin, seq) inside each part.
+        """
         n = len(seq)
-        known = KnownMessages(np.zeros(n, bool), np.zeros(n, np.int64), np.zeros(n, np.int64))
-        if n == 0:
-            return known
+        count, ts_min = np.zeros(n, np.int64), np.zeros(n, np.int64)
         vin_of = [vins[i] for i in vin_index.tolist()]
         seqs = seq.tolist()
         position = {ident: i for i, ident in enumerate(zip(vin_of, seqs, strict=True))}
         # Two bound arrays zipped in the engine: ClickHouse parses them about 3x faster than a
         # literal list of tuples. Chunked: they travel in the query text, which max_query_size caps.
         sql = (
-            "SELECT vin, seq, toInt64(toUnixTimestamp64Milli(min(ts))), count() FROM {t}"
+            f"SELECT vin, seq, count(), toInt64(toUnixTimestamp64Milli(min(ts))) FROM {table}"
             f" WHERE {_IDENTITY_IN} GROUP BY vin, seq"
         )
-        # seq is shared by a vehicle's streams: look in every table, but skip can_signals while it
-        # is empty (a fleet without raw CAN pays nothing for it).
-        tables = ("signals", "events") + (("can_signals",) if self.rows("SELECT 1 FROM can_signals LIMIT 1") else ())
         for lo in range(0, n, _LOOKUP_CHUNK):
             chunk = {"vins": vin_of[lo : lo + _LOOKUP_CHUNK], "seqs": seqs[lo : lo + _LOOKUP_CHUNK]}
-            for table in tables:
-                for vin, s, ts_min, count in self.rows(sql.format(t=table), chunk):
-                    i = position[(vin, int(s))]
-                    known.found[i] = True
-                    known.ts_min[i] = ts_min
-                    known.n_items[i] += count
-        return known
+            for vin, s, rows, earliest in self._lookup(sql, chunk):
+                i = position[(vin, int(s))]
+                count[i], ts_min[i] = rows, earliest
+        return count, ts_min
 
-    def rows_per_message(self, table: str, vins: Sequence[str], vin_index: np.ndarray, seq: np.ndarray) -> np.ndarray:
-        """Rows `table` holds for each (vin, seq) identity (0 when none), via its `by_message` projection."""
-        counts = np.zeros(len(seq), dtype=np.int64)
-        vin_of = [vins[i] for i in vin_index.tolist()]
-        seqs = seq.tolist()
-        position = {ident: i for i, ident in enumerate(zip(vin_of, seqs, strict=True))}
-        sql = (
-            f"SELECT vin, seq, count() FROM {table}"
-            f" WHERE {_IDENTITY_IN} GROUP BY vin, seq"
-        )
-        for lo in range(0, len(seqs), _LOOKUP_CHUNK):
-            chunk = {"vins": vin_of[lo : lo + _LOOKUP_CHUNK], "seqs": seqs[lo : lo + _LOOKUP_CHUNK]}
-            for vin, s, count in self.rows(sql, chunk):
-                counts[position[(vin, int(s))]] = count
-        return counts
+    def holds_rows(self, table: str) -> bool:
+        """Whether `table` has ever held a row since this handle saw it do so (a fleet without raw CAN
+        never pays for looking identities up in can_signals). Once true, stays true: the answer only
+        decides whether to look, and looking in a table that was emptied finds nothing."""
+        if table not in self._holding:
+            if not self._lookup(f"SELECT 1 FROM {table} LIMIT 1"):
+                return False
+            self._holding.add(table)
+        return True
+
+    def _lookup(self, sql: str, parameters: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """A read of the ingest path: whatever stops it is the store's problem, never the batch's."""
+        try:
+            return self.rows(sql, parameters)
+        except StoreError as exc:
+            raise StoreUnavailableError(str(exc)) from exc
 
     def insert_can_signals(self, rows: CanSignalRows) -> None:
         n = len(rows.seq)
@@ -332,6 +355,38 @@ class Store:
         )
         self._insert_arrow("dead_letters", table)
 
+    def insert_aggregates(self, latest: LatestRows, daily: DailyRows) -> None:
+        """A batch's aggregates, through the Null tables whose views fold them into `latest_signals`
+        and `daily_activity` (migration 0008)."""
+        if len(latest.ts):
+            self._insert_arrow(
+                "latest_signals_batch",
+                pa.table(
+                    {
+                        "vin": _vin_column(latest.vins, latest.vin_index),
+                        "signal_id": pa.array(latest.signal_id.astype(np.uint16)),
+                        "value": pa.array(latest.value.astype(np.float64)),
+                        "ts": _ts_array(latest.ts),
+                    }
+                ),
+            )
+        if len(daily.seq):
+            self._insert_arrow(
+                "daily_activity_batch",
+                pa.table(
+                    {
+                        "vin": _vin_column(daily.vins, daily.vin_index),
+                        "day": pa.array(daily.day.astype(np.int32)).cast(pa.date32()),
+                        "seq": pa.array(daily.seq.astype(np.uint64)),
+                        "odo_min": pa.array(np.where(daily.has_odo, daily.odo_min, 0.0)),
+                        "odo_max": pa.array(np.where(daily.has_odo, daily.odo_max, 0.0)),
+                        "has_odo": pa.array(daily.has_odo.astype(bool)),
+                        "speed_max": pa.array(np.where(daily.has_speed, daily.speed_max, 0.0)),
+                        "has_speed": pa.array(daily.has_speed.astype(bool)),
+                    }
+                ),
+            )
+
     def insert_rows(self, table: str, column_names: list[str], rows: Sequence[Sequence[Any]]) -> None:
         """Row-wise insert for small derived tables (features, state); never for samples."""
         if not rows:
@@ -345,7 +400,8 @@ class Store:
         try:
             self._client.insert_arrow(name, table.combine_chunks(), settings=_INSERT_SETTINGS)
         except Exception as exc:
-            raise StoreError(f"insert into {name} failed: {exc}") from exc
+            self._recycle()
+            raise insert_error(name, exc) from exc
 
     # -- reporting --------------------------------------------------------
 
@@ -375,6 +431,21 @@ def fleet_stats(reader: Any) -> dict[str, Any]:
         reader.rows("SELECT reason, count() FROM dead_letters FINAL GROUP BY reason ORDER BY reason")
     )
     return {k: (int(v) if isinstance(v, int) else v) for k, v in stats.items()}
+
+
+def insert_error(table: str, exc: Exception) -> StoreError:
+    """StoreRejectedError when ClickHouse refused the rows themselves, else StoreUnavailableError.
+
+    Only codes that name the data are refusals; everything else (connection, timeout, memory, too
+    many parts, readonly, a missing table or column) may pass later, and a retry is right even when
+    it loops: classifying a store outage as a refusal would dead-letter valid messages.
+    """
+    found = _ERROR_CODE.search(str(exc))
+    code = int(found[1]) if found else 0
+    message = f"insert into {table} failed: {exc}"
+    if code in _REFUSED_ROWS:
+        return StoreRejectedError(message, code)
+    return StoreUnavailableError(message)
 
 
 def _first_line(sql: str) -> str:

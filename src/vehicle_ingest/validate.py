@@ -45,6 +45,7 @@ class Reason(IntEnum):
     TIMESTAMP_SKEW = 17
     SEQ_REUSED = 18
     CAN_MODEL_UNKNOWN = 19  # a CAN message from a VIN no configured vehicle model matches
+    STORE_REJECTED = 20  # valid, but the store refuses its rows (a constraint, say): kept whole in dead letters
 
     @property
     def label(self) -> str:

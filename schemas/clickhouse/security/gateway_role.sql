@@ -18,13 +18,16 @@ GRANT CREATE TABLE, CREATE VIEW, ALTER TABLE, ALTER VIEW, SELECT, INSERT ON vehi
 
 CREATE ROLE IF NOT EXISTS vehicle_ingest_gateway;
 
--- Ingestion: raw tables (inserting into `signals` also feeds the two materialized views).
+-- Ingestion: raw tables, and the per-batch aggregates (two Null tables whose views write
+-- latest_signals and daily_activity as the inserting user: migration 0008).
 GRANT SELECT, INSERT ON vehicle_ingest.signals TO vehicle_ingest_gateway;
 GRANT SELECT, INSERT ON vehicle_ingest.events TO vehicle_ingest_gateway;
 GRANT SELECT, INSERT ON vehicle_ingest.can_signals TO vehicle_ingest_gateway;
 GRANT SELECT, INSERT ON vehicle_ingest.dead_letters TO vehicle_ingest_gateway;
 GRANT SELECT, INSERT ON vehicle_ingest.latest_signals TO vehicle_ingest_gateway;
 GRANT SELECT, INSERT ON vehicle_ingest.daily_activity TO vehicle_ingest_gateway;
+GRANT SELECT, INSERT ON vehicle_ingest.latest_signals_batch TO vehicle_ingest_gateway;
+GRANT SELECT, INSERT ON vehicle_ingest.daily_activity_batch TO vehicle_ingest_gateway;
 
 -- Feature jobs, owner registry, tag engine and CDP outbox.
 GRANT SELECT, INSERT ON vehicle_ingest.trips TO vehicle_ingest_gateway;
