@@ -297,7 +297,7 @@ _STAGES = (
     ("store: insert events", "insert_events"),
     ("store: identity lookup (by_message projection)", "known_messages"),
     ("store: release freed memory", "release_memory"),
-    ("decode (numba)", "codec/_numba_decode.py"),
+    ("decode (numba)", "codec/_decode_numba.py"),
     ("validate + identities", "vehicle_ingest/validate.py"),
     ("ingest bookkeeping (metrics, dead letters, identities)", "vehicle_ingest/ingest.py"),
     ("MQTT receive + PUBACK (paho thread)", "paho/mqtt"),

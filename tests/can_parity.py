@@ -2,7 +2,7 @@
 
 For every message of every DBC: random frames from a fixed seed (multiplexer
 switches set to values the DBC defines, a share of frames cut short), decoded
-by cantools `decode_message` and by `decode_signals`; every signal must come
+by cantools `decode_message` and by `decode_frames`; every signal must come
 out of both, raw values bit-exact, scaled values within float tolerance.
 
 `python -m tests.can_parity [--frames N] [--json]` runs all of opendbc (make can-parity).

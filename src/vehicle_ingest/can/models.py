@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from vehicle_ingest._resources import schema_path
-from vehicle_ingest.can._numba_signals import decode_signals
+from vehicle_ingest._twins import decode_frames
 from vehicle_ingest.can.manifest import Manifest, frame_key, load_manifest
 from vehicle_ingest.can.mapping import CompiledMapping, compile_mapping, load_mapping
 from vehicle_ingest.catalog import SignalCatalog
@@ -102,7 +102,7 @@ class CanDecoder:
             frames += len(mine)
             keys = frame_key(f.arb_id[mine], f.extended[mine])
             data = _gather(f.data, f.data_start[mine], f.length[mine])
-            values = decode_signals(spec.manifest, keys, data, f.length[mine])
+            values = decode_frames(spec.manifest, keys, data, f.length[mine])
             unknown += values.unknown_frames
             parts.append((i, mine[values.frame], values))
         return self._columns(parts, batch, model, frames, unknown)

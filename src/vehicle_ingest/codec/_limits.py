@@ -10,7 +10,14 @@ __all__ = [
     "CAN_FD_BYTES",
     "CAN_FD_FLAG",
     "CAN_STD_ID_LIMIT",
-    "MAX_COUNT", "MAX_TEXT_BYTES", "MAX_VARINT_BYTES", "POW10", "RAW_LIMIT", "SCALE_EXP_MAX", "TS_LIMIT"]
+    "MAX_COUNT",
+    "MAX_TEXT_BYTES",
+    "MAX_VARINT_BYTES",
+    "POW10",
+    "RAW_LIMIT",
+    "SCALE_EXP_MAX",
+    "TS_LIMIT",
+]
 
 TS_LIMIT = 1 << 48  # timestamps are ms since epoch in [0, 2**48)
 RAW_LIMIT = 1 << 53  # |raw| < 2**53, so every raw value is exact as a float64

@@ -29,7 +29,7 @@ from numba import njit
 from vehicle_ingest.can._types import SignalValues
 from vehicle_ingest.can.manifest import Manifest
 
-__all__ = ["decode_signals", "frame_spans"]
+__all__ = ["decode_frames_numba", "frame_spans"]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -247,7 +247,7 @@ def frame_spans(data: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.nd
     return buf, starts
 
 
-def decode_signals(manifest: Manifest, keys: np.ndarray, data: np.ndarray, length: np.ndarray) -> SignalValues:
+def decode_frames_numba(manifest: Manifest, keys: np.ndarray, data: np.ndarray, length: np.ndarray) -> SignalValues:
     """Decode frames (`keys` from `frame_key`) against `manifest`; see SignalValues."""
     keys = np.ascontiguousarray(keys, dtype=np.uint32)
     sizes = np.ascontiguousarray(length, dtype=np.int64)

@@ -11,11 +11,11 @@ import struct
 
 import numpy as np
 
-from vehicle_ingest.can._numba_signals import frame_spans
+from vehicle_ingest.can._frames_numba import frame_spans
 from vehicle_ingest.can._types import SignalValues
 from vehicle_ingest.can.manifest import Manifest
 
-__all__ = ["decode_signals_reference", "read_raw"]
+__all__ = ["decode_frames_reference", "read_raw"]
 
 
 def read_raw(frame: bytes, pos: int, length: int, big_endian: bool) -> int:
@@ -52,10 +52,10 @@ def _gated_in(m: Manifest, s: int, raws: dict[int, int]) -> bool:
     return raws[parent] in values
 
 
-def decode_signals_reference(
+def decode_frames_reference(
     manifest: Manifest, keys: np.ndarray, data: np.ndarray, length: np.ndarray
 ) -> SignalValues:
-    """Same contract and output as `decode_signals`, bit for bit."""
+    """Same contract and output as `decode_frames_numba`, bit for bit."""
     m = manifest
     buf, starts = frame_spans(data, length)
     rows: list[tuple[int, int, int, float]] = []
