@@ -213,23 +213,27 @@ def _kernel(
         if m < 0:
             continue
         size, base = sizes[f], starts[f]
-        word_path = msg_word[m] and msg_need[m] <= size and base + msg_read_end[m] <= n_data
-        for s in range(np.uint64(msg_first[m]), np.uint64(msg_first[m + 1])):
-            if word_path:
+        lo, hi = np.uint64(msg_first[m]), np.uint64(msg_first[m + 1])
+        if msg_word[m] and msg_need[m] <= size and base + msg_read_end[m] <= n_data:
+            for s in range(lo, hi):  # the word path: its own loop, kept small for the registers
                 packed = rec[s, 2]
                 bits = _word_bits(rec[s, 0], rec[s, 1], packed, _load_le(data, base + np.int64(packed >> _U32)))
-            else:  # the byte path: skips what the frame is too short for, and what no switch selects
-                layout = rec[s, 7]
-                parent = np.int64(layout >> _U32) - 1
-                present[s] = False
-                if np.int64((layout >> _U16) & _LOW8) > size or (parent >= 0 and not present[parent]):
-                    continue
-                hit = parent < 0
-                for k in range(mux_first[s], mux_first[s + np.uint64(1)]):
-                    hit = hit or mux_values[k] == raws[parent]
-                if not hit:
-                    continue
-                bits = _byte_bits(data, base, rec[s, 0], layout, rec[s, 2])
+                r, x, xi = _physical(bits, packed, rec[s, 3], rec[s, 4], rec[s, 5], rec[s, 6])
+                out_frame[o], out_sig[o], out_raw[o], out_val[o], out_int[o] = f, s, r, x, xi
+                o += np.uint64(1)
+            continue
+        for s in range(lo, hi):  # the byte path: skips what the frame is too short for, and what no switch selects
+            layout = rec[s, 7]
+            parent = np.int64(layout >> _U32) - 1
+            present[s] = False
+            if np.int64((layout >> _U16) & _LOW8) > size or (parent >= 0 and not present[parent]):
+                continue
+            hit = parent < 0
+            for k in range(mux_first[s], mux_first[s + np.uint64(1)]):
+                hit = hit or mux_values[k] == raws[parent]
+            if not hit:
+                continue
+            bits = _byte_bits(data, base, rec[s, 0], layout, rec[s, 2])
             r, x, xi = _physical(bits, rec[s, 2], rec[s, 3], rec[s, 4], rec[s, 5], rec[s, 6])
             present[s], raws[s] = True, r  # a switch's raw value, for the signals it gates (later rows)
             out_frame[o], out_sig[o], out_raw[o], out_val[o], out_int[o] = f, s, r, x, xi
