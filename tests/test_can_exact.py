@@ -37,13 +37,14 @@ NAMES = MANIFEST.qualified_names()
 
 def decode(frame_id: int, frames: list[bytes]) -> SignalValues:
     """Both twins, every column equal."""
-    keys = frame_key(np.full(len(frames), frame_id), np.zeros(len(frames), bool))
-    data = np.frombuffer(b"".join(frames), dtype=np.uint8)
-    lengths = np.array([len(f) for f in frames])
-    fast = decode_frames(MANIFEST, keys, data, lengths)
-    ref = decode_frames_reference(MANIFEST, keys, data, lengths)
-    for c in ("frame", "signal", "raw", "value", "known", "integer"):
-        np.testing.assert_array_equal(getattr(fast, c), getattr(ref, c), err_msg=c)
+    args = (
+        frame_key(np.full(len(frames), frame_id), np.zeros(len(frames), bool)),
+        np.frombuffer(b"".join(frames), dtype=np.uint8),
+        np.array([len(f) for f in frames]),
+    )
+    fast, ref = decode_frames(MANIFEST, *args), decode_frames_reference(MANIFEST, *args)
+    for column in SignalValues.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(fast, column), getattr(ref, column), err_msg=column)
     return fast
 
 

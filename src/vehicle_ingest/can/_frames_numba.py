@@ -14,9 +14,13 @@ One kernel call decodes a whole batch, in two kinds of work:
   multiplexed signal is emitted only when its switch, read in the same frame,
   holds one of its raw values.
 
-Every helper the frame loop calls is inlined: a call that passes arrays costs
-numba an atomic reference count update per array, which cost more than the
-decoding itself on CAN FD frames (the byte path was a function call per frame).
+What made it fast (profiled with perf on CAN FD frames, benchmarks/README.md):
+the frame loop calls no function with array arguments and takes no array out
+of a tuple (numba updated the arrays' reference counts, atomically, per call:
+that was 40 % of the time when the byte path was a call per frame); indices
+are unsigned (numba checks a signed index for wraparound at every access, and
+those checks kept LLVM from merging the 8 byte loads of a word into one); and
+a signal's fields are one 64-byte record.
 
 Rows come out grouped by frame in input order, signals in manifest order. A
 first pass bounds the rows (every signal of each frame's message), so the
@@ -197,8 +201,7 @@ def _rows(t: KernelTables, keys: np.ndarray, known: np.ndarray, msg_row: np.ndar
 def _kernel(
     t: KernelTables, keys: np.ndarray, data: np.ndarray, starts: np.ndarray, sizes: np.ndarray, known: np.ndarray
 ) -> _Out:
-    """Both paths inline in one loop: a helper that takes arrays through branches and loops made numba
-    update their reference counts (atomically) per signal, which cost more than the decoding."""
+    """Both paths written out in the frame loop; helpers get scalars (see the module docstring)."""
     msg_row = np.empty(len(keys), np.int64)
     bound = _rows(t, keys, known, msg_row)
     out_frame, out_sig = np.empty(bound, np.int32), np.empty(bound, np.int32)
