@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HEADER = bytes.fromhex("960103b15756575a5a5a314a5a5857303030303031cf0000000300000003cf000001a202b2c500")
 MESSAGE_COLUMNS = ("status", "error_offset", "kind", "vin", "seq", "base_ts", "ts_min", "ts_max", "n_items")
 FRAME_COLUMNS = ("msg", "ts", "bus", "arb_id", "extended", "fd", "dlc", "length", "data_start", "data")
-SIGNAL_COLUMNS = ("frame", "signal", "raw", "value", "known")
+SIGNAL_COLUMNS = ("frame", "signal", "raw", "value", "known", "integer")
 
 
 def _manifests() -> list:

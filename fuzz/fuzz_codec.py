@@ -30,7 +30,9 @@ from vehicle_ingest.codec import (
     MessageColumns,
     SignalBlock,
     Status,
-    _reference_decode,
+    _decode_reference,
+    _msgpack_reference,
+    _signals_reference,
     decode,
     decode_reference,
     encode_events,
@@ -50,7 +52,8 @@ def instrument_module(module: object) -> None:
                     atheris.instrument_func(member)
 
 
-instrument_module(_reference_decode)
+for _module in (_msgpack_reference, _signals_reference, _decode_reference):
+    instrument_module(_module)
 
 VIN = "WVWZZZ1JZXW000001"
 BASE = 1_795_341_600_000

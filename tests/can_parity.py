@@ -1,11 +1,16 @@
 """Parity of the numba CAN decoder with cantools over DBC files (opendbc's, by default).
 
 For every message of every DBC: random frames from a fixed seed (multiplexer
-switches set to values the DBC defines, a share of frames cut short), decoded
-by cantools `decode_message` and by `decode_signals`; every signal must come
-out of both, raw values bit-exact, scaled values within float tolerance.
+switches set to values the DBC defines, a share of frames cut short, a share
+longer than the DBC declares), decoded by cantools `decode_message` and by
+`decode_frames`; every signal must come out of both, raw values bit-exact,
+scaled values within float tolerance, and the exact value of every integer
+signal (`Manifest.sig_integer`) equal to the int cantools returns. No value of
+a signal beyond its message's declared length may come out (cantools refuses
+such messages).
 
-`python -m tests.can_parity [--frames N] [--json]` runs all of opendbc (make can-parity).
+`python -m tests.can_parity [--frames N] [--json]` runs all of opendbc (make can-parity): the DBC
+files it ships and those its generator assembles (`*_generated.dbc`, CAN FD ones among them).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import math
 import struct
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,12 +32,24 @@ from vehicle_ingest.can.manifest import manifest_from_database
 
 SEED = 20261122
 TRUNCATED_SHARE = 0.15
+EXCESS_SHARE = 0.05  # frames longer than the DBC declares: cantools ignores the excess bytes
 
 
 def opendbc_files() -> list[Path]:
     import opendbc
 
     return sorted(Path(opendbc.__file__).parent.rglob("*.dbc"))
+
+
+def opendbc_generated(folder: Path) -> list[Path]:
+    """The DBCs opendbc's generator assembles from its templates, written to `folder`."""
+    from opendbc.dbc.generator.generator import generate_all
+
+    paths = []
+    for name, text in sorted(generate_all().items()):
+        paths.append(folder / f"{name}.dbc")
+        paths[-1].write_text(text)
+    return paths
 
 
 @dataclass
@@ -43,6 +61,8 @@ class Report:
     frames: int = 0
     values: int = 0
     values_exact: int = 0
+    values_integer: int = 0  # values of integer signals whose exact value equals cantools' int
+    integers_beyond_int64: int = 0  # cantools returned an int for a signal whose results exceed int64: raw checked
     cantools_rejected_frames: int = 0
     cantools_rejections: dict[str, int] = field(default_factory=dict)
     messages_cantools_cannot_decode: list[str] = field(default_factory=list)
@@ -81,6 +101,9 @@ def _frames_for(m: Manifest, msg: int, n: int, rng: np.random.Generator) -> tupl
             value = int(rng.choice(children[switch]))
             write_raw(frame, int(m.sig_pos[switch]), int(m.sig_len[switch]), bool(m.sig_big_endian[switch]), value)
         cut = size if rng.random() >= TRUNCATED_SHARE or size == 0 else int(rng.integers(0, size))
+        if cut == size and size < 64 and rng.random() < EXCESS_SHARE:
+            frame += rng.integers(0, 256, int(rng.integers(1, 65 - size)), dtype=np.uint8).tobytes()
+            cut = len(frame)
         frames.append(bytes(frame))
         lengths.append(cut)
     return frames, lengths
@@ -103,6 +126,16 @@ def _raw_equal(ours: int | float, theirs: Any) -> bool:
             math.isnan(ours) and math.isnan(float(theirs))
         )
     return ours == theirs
+
+
+def _integer_problem(m: Manifest, s: int, exact: int, theirs: Any, report: Report) -> bool:
+    """An integer signal's exact value must be the int cantools returns; cantools returns an int for
+    no other signal but those whose results exceed int64 (there the raw value is exact)."""
+    if m.sig_integer[s]:
+        report.values_integer += type(theirs) is int and exact == theirs
+        return not (type(theirs) is int and exact == theirs)
+    report.integers_beyond_int64 += type(theirs) is int
+    return exact != 0
 
 
 def check_database(db: Any, name: str, frames_per_message: int, report: Report, rng: np.random.Generator) -> None:
@@ -135,20 +168,26 @@ def check_database(db: Any, name: str, frames_per_message: int, report: Report, 
                 continue
             mine = np.flatnonzero(ours.frame == f)
             got = {
-                qualified[s].split(".", 1)[1]: (int(s), int(ours.raw[i]), float(ours.value[i]))
+                qualified[s].split(".", 1)[1]: (int(s), int(ours.raw[i]), float(ours.value[i]), int(ours.integer[i]))
                 for i, s in zip(mine.tolist(), ours.signal[mine].tolist(), strict=True)
             }
+            if any(m.sig_bytes[s] > m.msg_length[row] for s, *_ in got.values()):
+                report.mismatches.append(f"{name} {message.name}: a signal beyond the declared length came out")
             if set(got) != set(raw):
                 report.mismatches.append(
                     f"{name} {message.name} frame {frame[:n].hex()}: signals {sorted(set(got) ^ set(raw))}"
                 )
                 continue
-            for sig, (s, r, v) in got.items():
+            for sig, (s, r, v, exact) in got.items():
                 report.values += 1
-                if not _raw_equal(_our_raw(m, s, r), raw[sig]) or not _same(v, float(scaled[sig])):
+                if (
+                    not _raw_equal(_our_raw(m, s, r), raw[sig])
+                    or not _same(v, float(scaled[sig]))
+                    or _integer_problem(m, s, exact, scaled[sig], report)
+                ):
                     report.mismatches.append(
                         f"{name} {message.name}.{sig} frame {frame[:n].hex()}:"
-                        f" ours {r}/{v}, cantools {raw[sig]}/{scaled[sig]}"
+                        f" ours {r}/{v}/{exact}, cantools {raw[sig]}/{scaled[sig]}"
                     )
                 elif v == float(scaled[sig]) or (math.isnan(v) and math.isnan(float(scaled[sig]))):
                     report.values_exact += 1
@@ -159,7 +198,7 @@ def check_database(db: Any, name: str, frames_per_message: int, report: Report, 
 def _same_columns(a: SignalValues, b: SignalValues) -> bool:
     return all(
         np.array_equal(getattr(a, c), getattr(b, c), equal_nan=c == "value")
-        for c in ("frame", "signal", "raw", "value", "known")
+        for c in ("frame", "signal", "raw", "value", "known", "integer")
     )
 
 
@@ -169,7 +208,7 @@ def run(paths: list[Path], frames_per_message: int, seed: int = SEED) -> Report:
     report = Report()
     rng = np.random.default_rng(seed)
     for path in paths:
-        name = str(path).split("opendbc/")[-1]
+        name = str(path).split("opendbc/")[-1] if "opendbc/" in str(path) else path.name
         try:
             db = cantools.database.load_file(str(path), database_format="dbc", strict=False)
         except Exception as exc:
@@ -187,7 +226,8 @@ def _main() -> int:
     ap.add_argument("--frames", type=int, default=200, help="random frames per message")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
-    report = run(opendbc_files(), args.frames)
+    with tempfile.TemporaryDirectory() as tmp:
+        report = run([*opendbc_files(), *opendbc_generated(Path(tmp))], args.frames)
     summary = {k: v for k, v in report.__dict__.items() if k != "mismatches"}
     summary["mismatch_count"] = len(report.mismatches)
     summary["mismatch_examples"] = report.mismatches[:10]

@@ -26,7 +26,7 @@ def decode(keys, frames: list[bytes]) -> SignalValues:
     lengths = np.array([len(f) for f in frames])
     fast = decode_frames(MANIFEST, keys, data, lengths)
     ref = decode_frames_reference(MANIFEST, keys, data, lengths)
-    for c in ("frame", "signal", "raw", "value", "known"):
+    for c in ("frame", "signal", "raw", "value", "known", "integer"):
         np.testing.assert_array_equal(getattr(fast, c), getattr(ref, c), err_msg=c)
     return fast
 

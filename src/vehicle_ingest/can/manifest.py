@@ -6,6 +6,22 @@ A signal row is the tuple AWS IoT FleetWise calls a decoder manifest entry:
 (message, start bit, length, byte order, signed, float, factor, offset,
 min, max, multiplexer switch and values).
 
+Signals the manifest leaves out, as cantools never returns them: those
+outside cantools' signal tree, and those the DBC places (partly) beyond the
+message's declared length (cantools refuses every frame of such a message; we
+decode its other signals), with every signal gated by a switch left out.
+
+Integer signals: where cantools returns a Python int (not a float signal,
+integral factor and offset) and every raw value's result fits an int64,
+`sig_integer` is set and the decoders give the exact value in an int64 column.
+
+Multiplexing: a switch selects by its raw value, as in the DBC format and in
+cantools' `scaling=False`. With `scaling=True`, cantools selects by
+`int(raw * factor + offset)` instead; the two differ only for a switch with a
+factor other than 1 or an offset other than 0 (none in opendbc): we keep the
+raw rule, which gives one branch per switch value where the scaled rule may
+merge or skip branches.
+
 Bit positions are normalised at build time: `pos` is the least significant
 bit for little-endian (Intel) signals and the most significant bit in
 network order (bit 0 = MSB of byte 0) for big-endian (Motorola) signals, so
@@ -17,15 +33,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vehicle_ingest.can._tables import KernelTables, kernel_tables
 from vehicle_ingest.errors import CatalogError
 
-__all__ = ["EXTENDED_FLAG", "Manifest", "frame_key", "load_manifest", "manifest_from_database"]
+__all__ = [
+    "EXTENDED_FLAG",
+    "Manifest",
+    "decodable_signals",
+    "frame_key",
+    "integer_conversion",
+    "load_manifest",
+    "manifest_from_database",
+]
 
 # Frame keys: the arbitration id, with bit 31 set for 29-bit (extended) ids, so 0x100
 # standard and 0x100 extended are different messages, as on the bus.
@@ -63,16 +87,11 @@ class Manifest:
     sig_unit: tuple[str, ...]
     sig_message: np.ndarray  # int32, message row of each signal
     sources: tuple[str, ...]  # the DBC files, for messages
-    # Derived for the kernel. A classic frame (<= 8 bytes) is read as one 64-bit word, little-endian
-    # and big-endian (`order`: all bits set for big endian picks the word without a branch), and a
-    # signal is (word >> shift) & mask, shift = pos (little endian) or 64 - pos - len (big endian).
-    sig_sext: np.ndarray  # int64, 64 - len for signed integer signals (sign extension by two shifts), else 0
-    std_lookup: np.ndarray  # int32[2048], message row of each 11-bit id, -1 when none
-    msg_need: np.ndarray  # int32, bytes a frame needs to carry every signal of the message
-    msg_plain: np.ndarray  # bool, no multiplexing: a long enough frame yields every signal, in order
-    # The plain-frame path's per-signal fields in one 64-byte row (one cache line per value instead of
-    # nine): order, shift, mask, sext, length | signed << 8 | float << 9, factor bits, offset bits, 0.
-    sig_record: np.ndarray  # uint64 (n_signals, 8)
+    sig_integer: np.ndarray  # bool, integer result (cantools returns an int) that fits an int64: see above
+    sig_factor_int: np.ndarray  # int64, the factor of an integer signal (0 for the others)
+    sig_offset_int: np.ndarray  # int64, the offset of an integer signal (0 for the others)
+    skipped: tuple[str, ...]  # `Message.Signal: why` for the DBC's signals left out (see above)
+    kernel: KernelTables  # derived for the numba kernel
 
     @property
     def n_messages(self) -> int:
@@ -81,29 +100,6 @@ class Manifest:
     @property
     def n_signals(self) -> int:
         return len(self.sig_pos)
-
-    def kernel_tables(self) -> tuple[np.ndarray, ...]:
-        """The arrays the numba kernel reads, in its argument order."""
-        return (
-            self.msg_key,
-            self.msg_first,
-            self.sig_pos,
-            self.sig_len,
-            self.sig_big_endian,
-            self.sig_signed,
-            self.sig_float,
-            self.sig_factor,
-            self.sig_offset,
-            self.sig_bytes,
-            self.sig_mux_parent,
-            self.sig_mux_first,
-            self.mux_values,
-            self.sig_sext,
-            self.std_lookup,
-            self.msg_need,
-            self.msg_plain,
-            self.sig_record,
-        )
 
     def qualified_names(self) -> list[str]:
         """`Message.Signal` per signal row."""
@@ -169,21 +165,61 @@ def _tree_names(tree: Any) -> set[str]:
     return names
 
 
-def decodable_signals(msg: Any) -> list[Any]:
-    """The signals cantools decodes: those in its signal tree.
+def _last_byte(sig: Any) -> int:
+    """Index of the last frame byte the signal occupies."""
+    pos = network_msb(sig.start) if sig.byte_order == "big_endian" else sig.start
+    return (pos + sig.length - 1) // 8
 
-    A signal gated by a switch the DBC never declares a multiplexer (`m` instead of `M`)
-    is outside the tree; cantools never emits it, and neither do we.
+
+def decodable_signals(msg: Any) -> tuple[list[Any], list[str]]:
+    """(the signals cantools decodes, `Signal: why` for the others).
+
+    Left out: a signal gated by a switch the DBC never declares a multiplexer (`m` instead
+    of `M`) is outside cantools' signal tree, and cantools never emits it; a signal the DBC
+    places beyond the message's declared length makes cantools refuse every frame; and a
+    signal whose switch is left out has nothing to select it.
     """
     in_tree = _tree_names(msg.signal_tree)
-    return [s for s in msg.signals if s.name in in_tree]
+    kept: list[Any] = []
+    skipped: dict[str, str] = {}
+    for sig in _gating_order(msg.signals):  # switches first: a left-out switch is known before its signals
+        if sig.name not in in_tree:
+            continue
+        if _last_byte(sig) >= msg.length:
+            skipped[sig.name] = f"lies beyond the message's declared length of {msg.length} bytes"
+        elif sig.multiplexer_signal in skipped:
+            skipped[sig.name] = f"its multiplexer {sig.multiplexer_signal} is left out"
+        else:
+            kept.append(sig)
+    return kept, [f"{name}: {why}" for name, why in skipped.items()]
+
+
+def _int64(v: int) -> bool:
+    return -(1 << 63) <= v < 1 << 63
+
+
+def integer_conversion(sig: Any) -> tuple[int, int] | None:
+    """(factor, offset) as ints when cantools returns an int for the signal and every result fits an int64.
+
+    cantools returns an int exactly when the signal is not a float and factor and offset are
+    integral (its `LinearIntegerConversion`, or the identity).
+    """
+    conv = sig.conversion
+    integral = [isinstance(v, int) or (isinstance(v, float) and v.is_integer()) for v in (conv.scale, conv.offset)]
+    if sig.is_float or not all(integral):
+        return None
+    factor, offset, n = int(conv.scale), int(conv.offset), sig.length
+    lo, hi = (-(1 << (n - 1)), (1 << (n - 1)) - 1) if sig.is_signed else (0, (1 << n) - 1)
+    if all(_int64(v) for v in (factor, offset, lo * factor + offset, hi * factor + offset)):
+        return factor, offset
+    return None
 
 
 def _signal_row(sig: Any, message_row: int) -> dict[str, Any]:
     big = sig.byte_order == "big_endian"
     pos = network_msb(sig.start) if big else sig.start
-    last_bit = pos + sig.length - 1
     conv = sig.conversion
+    exact = integer_conversion(sig)
     return {
         "pos": pos,
         "len": sig.length,
@@ -192,83 +228,90 @@ def _signal_row(sig: Any, message_row: int) -> dict[str, Any]:
         "float": bool(sig.is_float),
         "factor": float(conv.scale),
         "offset": float(conv.offset),
+        "integer": exact is not None,
+        "factor_int": exact[0] if exact else 0,
+        "offset_int": exact[1] if exact else 0,
         "min": np.nan if sig.minimum is None else float(sig.minimum),
         "max": np.nan if sig.maximum is None else float(sig.maximum),
-        "bytes": last_bit // 8 + 1,
+        "bytes": _last_byte(sig) + 1,
         "name": sig.name,
         "unit": sig.unit or "",
         "message": message_row,
     }
 
 
-def _build(messages: list[tuple[int, Any]], sources: tuple[str, ...]) -> Manifest:
+_DTYPES = {
+    "pos": np.int64,
+    "len": np.int64,
+    "big": bool,
+    "signed": bool,
+    "float": bool,
+    "factor": np.float64,
+    "offset": np.float64,
+    "integer": bool,
+    "factor_int": np.int64,
+    "offset_int": np.int64,
+    "min": np.float64,
+    "max": np.float64,
+    "bytes": np.int64,
+    "message": np.int64,
+    "parent": np.int64,
+}
+
+
+def _rows(messages: list[tuple[int, Any]]) -> tuple[list[dict[str, Any]], list[list[int]], list[int], list[str]]:
+    """(signal rows, mux values per row, message offsets, skipped signals)."""
     rows: list[dict[str, Any]] = []
-    parents: list[int] = []
     mux_lists: list[list[int]] = []
     first = [0]
+    skipped: list[str] = []
     for m, (_, msg) in enumerate(messages):
-        ordered = _gating_order(decodable_signals(msg))
-        row_of = {s.name: first[-1] + i for i, s in enumerate(ordered)}
-        for sig in ordered:
-            rows.append(_signal_row(sig, m))
+        kept, left_out = decodable_signals(msg)
+        skipped += [f"{msg.name}.{why}" for why in left_out]
+        row_of = {s.name: first[-1] + i for i, s in enumerate(kept)}
+        for sig in kept:
             parent = row_of.get(sig.multiplexer_signal, -1) if sig.multiplexer_signal else -1
-            parents.append(parent)
+            rows.append(_signal_row(sig, m) | {"parent": parent})
             mux_lists.append([int(v) for v in (sig.multiplexer_ids or [])] if parent >= 0 else [])
-        first.append(first[-1] + len(ordered))
+        first.append(first[-1] + len(kept))
+    return rows, mux_lists, first, skipped
 
-    def col(name: str, dtype: Any) -> np.ndarray:
-        return np.array([r[name] for r in rows], dtype=dtype)
 
-    pos, length, big = col("pos", np.int64), col("len", np.int64), col("big", bool)
-    shift = np.where(big, 64 - pos - length, pos)
-    shift = np.where((col("bytes", np.int64) <= 8) & (shift >= 0), shift, 0).astype(np.uint64)
-    mask = np.where(
-        length >= 64, np.uint64(0xFFFFFFFFFFFFFFFF), (np.uint64(1) << length.astype(np.uint64)) - np.uint64(1)
-    )
-    keys = np.array([k for k, _ in messages], dtype=np.int64)
-    std_lookup = np.full(2048, -1, dtype=np.int32)
-    std = keys < 2048
-    std_lookup[keys[std]] = np.flatnonzero(std)
-    order = np.where(big, np.uint64(0xFFFFFFFFFFFFFFFF), np.uint64(0)).astype(np.uint64)
-    sext = np.where(col("signed", bool) & ~col("float", bool), 64 - length, 0).astype(np.int64)
-    record = np.zeros((len(rows), 8), dtype=np.uint64)
-    record[:, 0], record[:, 1], record[:, 2], record[:, 3] = order, shift, mask, sext.astype(np.uint64)
-    flags = length | (col("signed", np.int64) << 8) | (col("float", np.int64) << 9)
-    record[:, 4] = flags.astype(np.uint64)
-    record[:, 5] = col("factor", np.float64).view(np.uint64)
-    record[:, 6] = col("offset", np.float64).view(np.uint64)
-    sig_bytes, parent_col = col("bytes", np.int64), np.array(parents, dtype=np.int64)
-    msg_need = np.array([sig_bytes[a:b].max(initial=0) for a, b in pairwise(first)], np.int32)
-    msg_plain = np.array([(parent_col[a:b] < 0).all() for a, b in pairwise(first)], bool)
+def _build(messages: list[tuple[int, Any]], sources: tuple[str, ...]) -> Manifest:
+    rows, mux_lists, first, skipped = _rows(messages)
+    cols = {k: np.array([r[k] for r in rows], dtype=t) for k, t in _DTYPES.items()}
     mux_first = np.zeros(len(rows) + 1, dtype=np.int32)
     np.cumsum([len(v) for v in mux_lists], out=mux_first[1:])
+    mux_values = np.array([v for vs in mux_lists for v in vs], dtype=np.int64)
+    msg_key = np.array([k for k, _ in messages], dtype=np.uint32)
+    msg_first = np.array(first, dtype=np.int32)
     tables = Manifest(
-        msg_key=np.array([k for k, _ in messages], dtype=np.uint32),
-        msg_first=np.array(first, dtype=np.int32),
+        msg_key=msg_key,
+        msg_first=msg_first,
         msg_length=np.array([msg.length for _, msg in messages], dtype=np.int32),
         msg_name=tuple(msg.name for _, msg in messages),
-        sig_pos=col("pos", np.int32),
-        sig_len=col("len", np.int32),
-        sig_big_endian=col("big", bool),
-        sig_signed=col("signed", bool),
-        sig_float=col("float", bool),
-        sig_factor=col("factor", np.float64),
-        sig_offset=col("offset", np.float64),
-        sig_min=col("min", np.float64),
-        sig_max=col("max", np.float64),
-        sig_bytes=col("bytes", np.int32),
-        sig_mux_parent=np.array(parents, dtype=np.int32),
+        sig_pos=cols["pos"].astype(np.int32),
+        sig_len=cols["len"].astype(np.int32),
+        sig_big_endian=cols["big"],
+        sig_signed=cols["signed"],
+        sig_float=cols["float"],
+        sig_factor=cols["factor"],
+        sig_offset=cols["offset"],
+        sig_min=cols["min"],
+        sig_max=cols["max"],
+        sig_bytes=cols["bytes"].astype(np.int32),
+        sig_mux_parent=cols["parent"].astype(np.int32),
         sig_mux_first=mux_first,
-        mux_values=np.array([v for vs in mux_lists for v in vs], dtype=np.int64),
+        mux_values=mux_values,
         sig_name=tuple(r["name"] for r in rows),
         sig_unit=tuple(r["unit"] for r in rows),
-        sig_message=col("message", np.int32),
+        sig_message=cols["message"].astype(np.int32),
         sources=sources,
-        sig_sext=sext,
-        sig_record=record,
-        std_lookup=std_lookup,
-        msg_need=msg_need,
-        msg_plain=msg_plain,
+        sig_integer=cols["integer"],
+        sig_factor_int=cols["factor_int"],
+        sig_offset_int=cols["offset_int"],
+        skipped=tuple(skipped),
+        kernel=kernel_tables(msg_key, msg_first, cols, mux_first, mux_values),
     )
     _check(tables)
     return tables

@@ -116,6 +116,9 @@ def compile_mapping(
     for rule in rules:
         name = f"{rule.message}.{rule.signal}"
         if name not in row_of:
+            left_out = next((why for why in manifest.skipped if why.startswith(f"{name}: ")), None)
+            if left_out:
+                raise CatalogError(f"{where}: {left_out}; no frame can carry it, so it is not decoded")
             raise CatalogError(f"{where}: {name} is not a signal of the model's DBC files")
         try:
             target = catalog.by_path(rule.catalog)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from vehicle_ingest._resources import schema_path
-from vehicle_ingest.can._numba_signals import decode_signals
+from vehicle_ingest._twins import decode_frames
 from vehicle_ingest.can.manifest import Manifest, frame_key, load_manifest
 from vehicle_ingest.can.mapping import CompiledMapping, compile_mapping, load_mapping
 from vehicle_ingest.catalog import SignalCatalog
@@ -54,6 +54,10 @@ class CanValues:
     model: np.ndarray  # int32 per message, -1 when no model matches its VIN
     frames: int  # frames of messages with a model
     unknown_frames: int  # of those, frames whose id no DBC of the model defines
+    # Exact values of integer DBC signals (see `vehicle_ingest.can.manifest`): `u_value` is float64 and
+    # rounds past 2**53. Mapped rows have none: a catalog signal is a float in the catalog's unit.
+    u_integer: np.ndarray  # int64 per unmapped row: the exact value where `u_is_integer`, else 0
+    u_is_integer: np.ndarray  # bool per unmapped row: the signal is an integer signal
 
 
 def _model(entry: dict, folder: Path, catalog: SignalCatalog, index: int) -> CanModel:
@@ -102,7 +106,7 @@ class CanDecoder:
             frames += len(mine)
             keys = frame_key(f.arb_id[mine], f.extended[mine])
             data = _gather(f.data, f.data_start[mine], f.length[mine])
-            values = decode_signals(spec.manifest, keys, data, f.length[mine])
+            values = decode_frames(spec.manifest, keys, data, f.length[mine])
             unknown += values.unknown_frames
             parts.append((i, mine[values.frame], values))
         return self._columns(parts, batch, model, frames, unknown)
@@ -110,6 +114,7 @@ class CanDecoder:
     def _columns(self, parts: list, batch: CanBatch, model: np.ndarray, frames: int, unknown: int) -> CanValues:
         f = batch.frames
         cols: dict[str, list[np.ndarray]] = {k: [] for k in ("msg", "sid", "ts", "val", "umsg", "uname", "uts", "uval")}
+        cols |= {"uint": [], "uisint": []}
         for i, frame_rows, values in parts:
             mp = self.models[i].mapping
             cid = mp.catalog_id[values.signal]
@@ -123,8 +128,11 @@ class CanDecoder:
             cols["uname"].append((values.signal[~hit] + self._name_base[i]).astype(np.int32))
             cols["uts"].append(f.ts[rows[~hit]])
             cols["uval"].append(values.value[~hit])
+            cols["uint"].append(values.integer[~hit])
+            cols["uisint"].append(self.models[i].manifest.sig_integer[values.signal[~hit]])
         dtypes = {"msg": np.int32, "sid": np.uint16, "ts": np.int64, "val": np.float64}
         dtypes |= {"umsg": np.int32, "uname": np.int32, "uts": np.int64, "uval": np.float64}
+        dtypes |= {"uint": np.int64, "uisint": np.bool_}
         out = {k: np.concatenate(v) if v else np.zeros(0, dtypes[k]) for k, v in cols.items()}
         return CanValues(
             out["msg"],
@@ -139,6 +147,8 @@ class CanDecoder:
             model,
             frames,
             unknown,
+            out["uint"],
+            out["uisint"],
         )
 
 
