@@ -127,3 +127,29 @@ def _msg(vin: str, payload: bytes):
     from vehicle_ingest.simulators.fleet import SimMessage
 
     return SimMessage(0, f"vi/v1/{vin}/can", payload, 0, 0, 0.0)
+
+
+def test_a_64_bit_integer_signal_is_stored_exactly(store: Store, tmp_path):
+    """Beyond 2**53 a Float64 rounds: `value_int` keeps the exact value of an integer DBC signal, NULL for others."""
+    (tmp_path / "wide.dbc").write_text(
+        'VERSION ""\nBS_:\nBU_: ECU\nBO_ 256 Wide: 8 ECU\n SG_ Counter64 : 0|64@1- (1,0) [0|0] "" ECU\n'
+        'BO_ 257 Scaled: 2 ECU\n SG_ Temp : 0|16@1+ (0.5,-40) [0|0] "" ECU\n'
+    )
+    (tmp_path / "mapping.toml").write_text("")
+    (tmp_path / "models.toml").write_text(
+        '[[model]]\nname = "wide"\nvin_prefixes = ["SMXWDE"]\ndbc = ["wide.dbc"]\nmapping = "mapping.toml"\n'
+    )
+    pipeline = Pipeline(
+        store,
+        SIGNALS,
+        load_event_catalog(),
+        Metrics.create(CollectorRegistry()),
+        can=CanDecoder.load(tmp_path / "models.toml", SIGNALS),
+    )
+    vin, t = "SMXWDE00000000001", now_ms() - 5_000
+    big = 2**63 - 3
+    frames = big.to_bytes(8, "little", signed=True) + (300).to_bytes(2, "little")
+    payload = encode_can(vin, 1, t, [t, t], [256, 257], frames, [8, 2])
+    assert _ingest(pipeline, [_msg(vin, payload)]).stored == 1
+    rows = store.rows(f"SELECT name, value_int, value FROM can_signals WHERE vin = '{vin}' ORDER BY name")
+    assert rows == [("Scaled.Temp", None, 110.0), ("Wide.Counter64", big, float(big))]

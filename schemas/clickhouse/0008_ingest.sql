@@ -28,6 +28,10 @@ ALTER TABLE can_signals ADD PROJECTION IF NOT EXISTS by_identity (SELECT vin, se
 ALTER TABLE can_signals MATERIALIZE PROJECTION by_identity SETTINGS mutations_sync = 2;
 ALTER TABLE can_signals DROP PROJECTION IF EXISTS by_message SETTINGS mutations_sync = 2;
 
+-- 3. CAN values of integer DBC signals keep their exact value (a Float64 rounds past 2^53: a
+--    64-bit counter or identifier would change); NULL for every other signal.
+ALTER TABLE can_signals ADD COLUMN IF NOT EXISTS value_int Nullable(Int64) AFTER value;
+
 DROP VIEW IF EXISTS latest_signals_mv SYNC;
 DROP VIEW IF EXISTS daily_activity_mv SYNC;
 

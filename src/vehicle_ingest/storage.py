@@ -99,6 +99,8 @@ class CanSignalRows:
     ts: np.ndarray  # int64 ms
     value: np.ndarray  # float64
     received_at_ms: int
+    integer: np.ndarray | None = None  # int64: exact values of integer DBC signals (stored where is_integer)
+    is_integer: np.ndarray | None = None  # bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +148,13 @@ def _ts_array(ms: np.ndarray) -> pa.Array:
 
 def _received_column(ms: int, n: int) -> pa.Array:
     return _ts_array(np.full(n, ms, dtype=np.int64))
+
+
+def _exact_integers(integer: np.ndarray | None, is_integer: np.ndarray | None, n: int) -> pa.Array:
+    """Nullable Int64: the exact value where the signal is an integer one, NULL elsewhere."""
+    if integer is None or is_integer is None:
+        return pa.nulls(n, pa.int64())
+    return pa.array(integer.astype(np.int64), mask=~is_integer.astype(bool))
 
 
 def _vin_column(vins: Sequence[str], index: np.ndarray) -> pa.Array:
@@ -299,6 +308,7 @@ class Store:
                 "ts": _ts_array(rows.ts),
                 "value": pa.array(rows.value.astype(np.float64)),
                 "received_at": _received_column(rows.received_at_ms, n),
+                "value_int": _exact_integers(rows.integer, rows.is_integer, n),
             }
         )
         self._insert_arrow("can_signals", table)

@@ -16,6 +16,9 @@ ALTER TABLE can_signals_local ON CLUSTER '{cluster}' ADD PROJECTION IF NOT EXIST
 ALTER TABLE can_signals_local ON CLUSTER '{cluster}' MATERIALIZE PROJECTION by_identity SETTINGS mutations_sync = 2;
 ALTER TABLE can_signals_local ON CLUSTER '{cluster}' DROP PROJECTION IF EXISTS by_message SETTINGS mutations_sync = 2;
 
+ALTER TABLE can_signals_local ON CLUSTER '{cluster}' ADD COLUMN IF NOT EXISTS value_int Nullable(Int64) AFTER value;
+ALTER TABLE can_signals ON CLUSTER '{cluster}' ADD COLUMN IF NOT EXISTS value_int Nullable(Int64) AFTER value;
+
 DROP VIEW IF EXISTS latest_signals_mv ON CLUSTER '{cluster}' SYNC;
 DROP VIEW IF EXISTS daily_activity_mv ON CLUSTER '{cluster}' SYNC;
 

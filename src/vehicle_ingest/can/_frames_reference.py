@@ -60,9 +60,7 @@ def _gated_in(m: Manifest, s: int, raws: dict[int, int]) -> bool:
     return raws[parent] in values
 
 
-def decode_frames_reference(
-    manifest: Manifest, keys: np.ndarray, data: np.ndarray, length: np.ndarray
-) -> SignalValues:
+def decode_frames_reference(manifest: Manifest, keys: np.ndarray, data: np.ndarray, length: np.ndarray) -> SignalValues:
     """Same contract and output as `decode_frames_numba`, bit for bit."""
     m = manifest
     buf, starts = frame_spans(data, length)

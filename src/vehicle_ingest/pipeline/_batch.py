@@ -28,10 +28,13 @@ class CanRows:
     ts: np.ndarray  # int64 ms
     value: np.ndarray  # float64, in the DBC's unit
     names: tuple[str, ...]  # DBC `Message.Signal`
+    integer: np.ndarray  # int64: the exact value of an integer DBC signal (float64 rounds past 2**53)
+    is_integer: np.ndarray  # bool: `integer` holds the value
 
     @classmethod
     def empty(cls) -> CanRows:
-        return cls(np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0), ())
+        none = np.zeros(0, np.int64)
+        return cls(np.zeros(0, np.int32), np.zeros(0, np.int32), none, np.zeros(0), (), none, np.zeros(0, bool))
 
     def __len__(self) -> int:
         return len(self.msg)

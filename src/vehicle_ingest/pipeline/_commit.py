@@ -61,7 +61,18 @@ def _insert(store: Store, decoded: Decoded, plan: Plan) -> dict[str, int]:
     keep = plan.need["can_signals"][c.msg]
     msg = c.msg[keep]
     store.insert_can_signals(
-        CanSignalRows(vins, vin_index[msg], m.seq[msg], c.names, c.name[keep], c.ts[keep], c.value[keep], at)
+        CanSignalRows(
+            vins,
+            vin_index[msg],
+            m.seq[msg],
+            c.names,
+            c.name[keep],
+            c.ts[keep],
+            c.value[keep],
+            at,
+            c.integer[keep],
+            c.is_integer[keep],
+        )
     )
     written = {"can_signals": len(msg)}
     e = decoded.events

@@ -74,7 +74,9 @@ def _merged(
     )
     events = EventColumns(main[e.msg].astype(np.int32), e.event_id, e.ts, e.value, e.text)
     can_msg = frames[values.u_msg].astype(np.int32)
-    can = CanRows(can_msg, values.u_name, values.u_ts, values.u_value, tuple(values.names))
+    can = CanRows(
+        can_msg, values.u_name, values.u_ts, values.u_value, tuple(values.names), values.u_integer, values.u_is_integer
+    )
     no_model = np.zeros(n, dtype=bool)
     no_model[frames] = values.model < 0
     return Decoded(messages, topics, signals, events, can, no_model, received_ms)  # type: ignore[arg-type]

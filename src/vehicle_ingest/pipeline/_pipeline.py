@@ -88,8 +88,14 @@ class Pipeline:
         self._dropped: set[Key] = set()  # held by a batch, then not stored after all (refused by the store)
 
     def ingest(self, topics: list[str], payloads: list[bytes], received_ms: int) -> Outcome:
-        """Every stage in turn (tests, tools); the gateway calls prepare and commit itself."""
-        return self.commit(self.prepare(topics, payloads, received_ms))
+        """Every stage in turn (tests, tools); the gateway calls prepare and commit itself. A batch that fails
+        is forgotten: calling `ingest` again with it retries it."""
+        prepared = self.prepare(topics, payloads, received_ms)
+        try:
+            return self.commit(prepared)
+        except BaseException:
+            self.release(prepared)
+            raise
 
     def prepare(self, topics: list[str], payloads: list[bytes], received_ms: int) -> Prepared:
         raw = Raw(topics, payloads)
