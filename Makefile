@@ -42,10 +42,12 @@ demo: setup
 	$(BIN)/vehicle-ingest demo
 
 # The wheel check (a fresh venv and a demo from another folder) runs beside pytest: it waits mostly on pip.
+# pytest runs on two workers (one test file per worker: tests mostly wait on gateway processes);
+# tests that compare a rate with itself (marker serial) run alone afterwards.
 test: setup
 	$(BIN)/ruff check src gateway simulators tests benchmarks fuzz
 	@$(BIN)/python -m tests.wheel_check > .wheel-check.log 2>&1 & wheel=$$!; \
-	$(BIN)/python -m pytest -q; tests=$$?; \
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial" && $(BIN)/python -m pytest -q -m serial; tests=$$?; \
 	wait $$wheel; wheel_rc=$$?; cat .wheel-check.log; \
 	[ $$tests = 0 ] && [ $$wheel_rc = 0 ]
 	$(MAKE) c-client C_CASES=2000

@@ -11,11 +11,24 @@ from vehicle_ingest.gateway.broker import Mosquitto, free_port, mosquitto_path
 from vehicle_ingest.gateway.demo import GatewayProcess
 from vehicle_ingest.storage import Store
 
+_fault_verdicts: list[str] = []  # summary lines of the fault scenarios run, in order of their reports
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--faults-full", action="store_true", help="run tests/faults at full size (make faults), not the fast subset"
     )
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # Reports reach this process from pytest-xdist workers too; the fault fixture `record` puts its line there.
+    if report.when == "call":
+        _fault_verdicts.extend(str(line) for key, line in report.user_properties if key == "fault_verdict")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in _fault_verdicts:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="module")

@@ -143,7 +143,9 @@ def test_ctrl_c_ends_simulate_with_the_summary_and_truth_of_what_settled(tmp_pat
     summary = json.loads(out.decode().splitlines()[-1])
     assert proc.returncode == 130 and b"Traceback" not in err
     assert summary["interrupted"] is True and json.loads(truth.read_text()) == summary
-    assert 50 <= summary["messages"] == stored  # exactly what receipts confirmed was stored
+    # Receipts confirmed these as stored; what was in flight at Ctrl-C, unconfirmed, counts as failed
+    # (the head unit cannot know) and may or may not have landed.
+    assert 50 <= summary["messages"] <= stored <= summary["messages"] + summary["failed"]
 
 
 @pytest.mark.integration

@@ -160,6 +160,8 @@ def test_sql_on_a_stopped_gateways_store_reads_but_never_writes(tmp_path):
 HEAVY = b"SELECT count() FROM (SELECT number % 1000003 AS k, count() FROM numbers(300000000) GROUP BY k)"
 
 
+# A rate compared with itself: run alone, not beside another test worker taking a core.
+@pytest.mark.serial
 def test_ingestion_keeps_its_rate_while_heavy_queries_run(tmp_path):
     """Stored messages/s with heavy queries running back to back stay >= 90 % of the rate without them."""
     with gateway_with_broker(tmp_path) as gw:

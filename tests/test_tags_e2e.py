@@ -104,8 +104,10 @@ def test_ingestion_keeps_flowing_while_the_cdp_is_down(broker, start_gateway, tm
     _post(gw, "/api/owners", (tmp_path / "owners.csv").read_bytes())
     stats = gw.wait_stored(truth["messages"], timeout=120)
     assert stats["messages"] == truth["messages"] and stats["samples"] == truth["samples"]
-    time.sleep(2.5)  # a tag cycle ran and delivery failed at least once
-    metrics = gw.get("/metrics")[1].decode()
+    deadline = time.monotonic() + 60  # a tag cycle ran and delivery failed at least once
+    while "vehicle_ingest_cdp_requests_total{sink=" not in (metrics := gw.get("/metrics")[1].decode()):
+        assert time.monotonic() < deadline, "no delivery attempt within 60 s"
+        time.sleep(0.2)
     assert "vehicle_ingest_cdp_requests_total{sink=" in metrics
     assert "vehicle_ingest_tag_changes_total" in metrics
     depth = [line for line in metrics.splitlines() if line.startswith("vehicle_ingest_cdp_outbox_depth{")]

@@ -9,7 +9,7 @@ import pytest
 
 from tests.faults.check import Verdict
 from tests.faults.harness import Rig
-from tests.faults.scale import VERDICTS, Scale
+from tests.faults.scale import VERDICT_LINE, VERDICTS, Scale
 from vehicle_ingest.gateway.broker import mosquitto_path
 
 
@@ -33,11 +33,8 @@ def record(request: pytest.FixtureRequest) -> Callable[[Verdict], Verdict]:
 
     def keep(verdict: Verdict) -> Verdict:
         request.config.stash.setdefault(VERDICTS, []).append(verdict)
+        # The report carries the line to the summary, also from a pytest-xdist worker.
+        request.node.user_properties.append((VERDICT_LINE, verdict.line()))
         return verdict
 
     return keep
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    for verdict in terminalreporter.config.stash.get(VERDICTS, []):
-        terminalreporter.write_line(verdict.line())

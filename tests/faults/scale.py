@@ -8,9 +8,10 @@ import pytest
 
 from tests.faults.check import Verdict
 
-__all__ = ["VERDICTS", "Scale"]
+__all__ = ["VERDICTS", "VERDICT_LINE", "Scale"]
 
 VERDICTS = pytest.StashKey[list[Verdict]]()
+VERDICT_LINE = "fault_verdict"  # user_properties key of a scenario's summary line
 
 
 @dataclass(frozen=True)
