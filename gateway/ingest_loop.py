@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from vehicle_ingest.errors import StoreError
 from vehicle_ingest.gateway.config import GatewayConfig
 from vehicle_ingest.gateway.mqtt_source import Delivery, MqttSource
+from vehicle_ingest.gateway.receipt_sender import ReceiptSender
 from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.pipeline import Outcome, Pipeline, Prepared
 from vehicle_ingest.receipts import ReceiptBook
@@ -54,6 +55,7 @@ class IngestLoop:
         self,
         pipeline: Pipeline,
         source: MqttSource,
+        receipts_out: ReceiptSender | None,
         config: GatewayConfig,
         metrics: Metrics,
         run_store: Runner,
@@ -62,6 +64,7 @@ class IngestLoop:
     ) -> None:
         self._pipeline = pipeline
         self._source = source
+        self._receipts_out = receipts_out
         self._config = config
         self._metrics = metrics
         self._run_store = run_store
@@ -182,9 +185,11 @@ class IngestLoop:
             self.publish_receipts()
 
     def publish_receipts(self) -> None:
-        metrics = self._metrics
+        metrics, out = self._metrics, self._receipts_out
+        if out is None:
+            return
         for topic, payload in self.receipts.drain():
-            if self._source.publish(topic, payload):
+            if out.publish(topic, payload):
                 metrics.receipts.inc()
                 metrics.receipt_bytes.inc(len(payload))
             else:

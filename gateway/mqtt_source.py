@@ -11,23 +11,21 @@ store's identity check keeps the copy from being stored twice.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from vehicle_ingest.errors import ConfigError
 from vehicle_ingest.metrics import Metrics
+from vehicle_ingest.mqtt_url import parse_mqtt_url
 
-__all__ = ["Delivery", "MqttSettings", "MqttSource", "parse_mqtt_url"]
+__all__ = ["Delivery", "MqttSettings", "MqttSource"]
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +44,6 @@ def _why_unreachable(url: str) -> str:
             return "the TCP connection works now; the MQTT handshake failed (TLS or protocol?)"
     except OSError as exc:
         return exc.strerror or str(exc)
-
-
-def parse_mqtt_url(url: str) -> tuple[str, int, bool]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ConfigError("mqtt_url", f"{url!r} is not mqtt://host:port or mqtts://host:port")
-    default_port = 8883 if parts.scheme == "mqtts" else 1883
-    return parts.hostname, parts.port or default_port, parts.scheme == "mqtts"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +100,6 @@ class MqttSource:
         self._connect_failures = 0
         self._last_failure_log = 0.0
         self._connected_at = 0.0
-        self._last_publish: mqtt.MQTTMessageInfo | None = None
         self._short_sessions: list[float] = []  # when connections that lasted < _FLAP_UPTIME_S dropped
         self._client = self._build_client()
 
@@ -162,21 +151,6 @@ class MqttSource:
         self._client.loop_stop()
         self._connected = False
         self._metrics.connected.set(0)
-
-    def publish(self, topic: str, payload: bytes) -> bool:
-        """QoS 1, not retained; False when paho's queue is full (the message is dropped: receipts are idempotent,
-        and a head unit without one resends). Disconnected, paho queues it for the resumed session."""
-        info = self._client.publish(topic, payload, qos=1)
-        self._last_publish = info
-        return info.rc != mqtt.MQTT_ERR_QUEUE_SIZE
-
-    def flush(self, timeout_s: float) -> None:
-        """Wait (bounded) until the broker took what we published last: receipts of the final batches
-        are not lost to our own disconnect, which would make their head units resend them later."""
-        info = self._last_publish
-        if info is not None and self._connected:
-            with contextlib.suppress(RuntimeError, ValueError):  # not sent before the disconnect: resent later
-                info.wait_for_publish(timeout_s)
 
     def settle(self, deliveries: Sequence[Delivery]) -> int:
         """Ack stored deliveries of the current connection; returns how many were acked.

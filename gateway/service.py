@@ -31,6 +31,7 @@ from vehicle_ingest.gateway.http import HttpLimits, HttpServer
 from vehicle_ingest.gateway.ingest_loop import EXIT_GAVE_UP, IngestHealth, IngestLoop
 from vehicle_ingest.gateway.jobs import Jobs
 from vehicle_ingest.gateway.mqtt_source import MqttSettings, MqttSource
+from vehicle_ingest.gateway.receipt_sender import ReceiptSender
 from vehicle_ingest.gateway.routes import PUBLIC_ROUTES, Routes
 from vehicle_ingest.metrics import Metrics, register_process_metrics
 from vehicle_ingest.pipeline import Pipeline, PipelinePolicy
@@ -91,9 +92,18 @@ class Gateway:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        self.source = source = MqttSource(self._mqtt_settings(), self._metrics, loop)
+        settings = self._mqtt_settings()
+        self.source = source = MqttSource(settings, self._metrics, loop)
+        receipts_out = ReceiptSender(settings, self._metrics) if self.config.receipts else None
         self.ingest = ingest = IngestLoop(
-            self._pipeline, source, self.config, self._metrics, self.run_store, self.run_lookup, self._stopping
+            self._pipeline,
+            source,
+            receipts_out,
+            self.config,
+            self._metrics,
+            self.run_store,
+            self.run_lookup,
+            self._stopping,
         )
         routes = Routes(self._store, self._registry, self.jobs, self.run_store, self.run_read, self.readiness)
         self.http = HttpServer(
@@ -107,6 +117,8 @@ class Gateway:
         )
         await self.http.start()
         source.start()
+        if receipts_out is not None:
+            receipts_out.start()
         log.info("gateway up: http %s:%d, store %s", self.config.http_host, self.http.port, redact(self._store.dsn))
         try:
             async with asyncio.TaskGroup() as tasks:
@@ -120,8 +132,10 @@ class Gateway:
                     tasks.create_task(self.jobs.deliver_loop(), name="cdp")
         finally:
             ingest.publish_receipts()  # what the last batches settled after the receipts task ended
-            await loop.run_in_executor(None, source.flush, 2.0)
             source.close()
+            if receipts_out is not None:
+                await loop.run_in_executor(None, receipts_out.flush, 2.0)
+                receipts_out.close()
             await self.http.close()
             self._read_executor.shutdown(wait=True, cancel_futures=True)
             self._reads.close()

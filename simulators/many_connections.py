@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, TextIO
 import aiomqtt
 from paho.mqtt.enums import MQTTProtocolVersion
 
-from vehicle_ingest.gateway.mqtt_source import parse_mqtt_url
+from vehicle_ingest.mqtt_url import parse_mqtt_url
 from vehicle_ingest.receipts import message_identity, receipt_topic
 from vehicle_ingest.simulators.headunit import Outstanding
 from vehicle_ingest.simulators.publisher import PublishTotals

@@ -19,7 +19,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from vehicle_ingest.gateway.mqtt_source import parse_mqtt_url
+from vehicle_ingest.mqtt_url import parse_mqtt_url
 from vehicle_ingest.simulators.fleet import SimMessage
 from vehicle_ingest.simulators.headunit import Outstanding
 from vehicle_ingest.simulators.progress import Progress

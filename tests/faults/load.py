@@ -24,7 +24,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from vehicle_ingest.catalog import load_signal_catalog
 from vehicle_ingest.codec import SignalBlock, encode_signals
-from vehicle_ingest.gateway.mqtt_source import parse_mqtt_url
+from vehicle_ingest.mqtt_url import parse_mqtt_url
 from vehicle_ingest.receipts import ReceiptError, decode_receipt
 
 __all__ = ["Expected", "Load", "fault_vin"]
