@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 import aiomqtt
 from paho.mqtt.enums import MQTTProtocolVersion
@@ -21,10 +21,8 @@ from paho.mqtt.enums import MQTTProtocolVersion
 from vehicle_ingest.mqtt_url import parse_mqtt_url
 from vehicle_ingest.receipts import message_identity, receipt_topic
 from vehicle_ingest.simulators.headunit import Outstanding
+from vehicle_ingest.simulators.load_fleet import LoadFleet, LoadResult, LoadSpec
 from vehicle_ingest.simulators.publisher import PublishTotals
-
-if TYPE_CHECKING:
-    from vehicle_ingest.simulators.load import LoadFleet, LoadResult, LoadSpec
 
 __all__ = ["publish_per_vehicle"]
 
@@ -128,8 +126,6 @@ async def _report(count: _Count, spec: LoadSpec, progress: TextIO | None, stop: 
 
 
 async def publish_per_vehicle(spec: LoadSpec, url: str, fleet: LoadFleet, progress: TextIO | None) -> LoadResult:
-    from vehicle_ingest.simulators.load import LoadResult
-
     host, port, _tls = parse_mqtt_url(url)
     count = _Count(spec.receipts)
     go, stop = asyncio.Event(), asyncio.Event()

@@ -27,6 +27,7 @@ from vehicle_ingest.errors import ConfigError
 
 __all__ = [
     "FIELDS",
+    "OWNER_ID_MAX_LENGTH",
     "REGISTRY_MAX_BYTES",
     "REGISTRY_MAX_ROWS",
     "XLSX_MAX_UNPACKED_BYTES",
@@ -36,6 +37,7 @@ __all__ = [
 
 FIELDS = ("vin", "owner_id", "valid_from", "drivers")
 REQUIRED = FIELDS[:3]
+OWNER_ID_MAX_LENGTH = 256  # owner and driver ids; vehicle_ingest.owners enforces it, the CSV reader names it
 # 1,000,000 rows of CSV is about 100 MB; a bigger registry is split (loading again adds and updates).
 REGISTRY_MAX_BYTES = 128 << 20
 REGISTRY_MAX_ROWS = 1_000_000
@@ -280,8 +282,6 @@ def _csv_record(where: str, row: list[str], columns: dict[str, int], width: int,
 
 def _csv_problem(exc: csv.Error) -> str:
     if "field limit" in str(exc):
-        from vehicle_ingest.owners import OWNER_ID_MAX_LENGTH  # here: owners imports this module
-
         return (
             f"unreadable CSV ({exc}): a quote opened and never closed, or a value far longer than any id"
             f" (owner and driver ids are at most {OWNER_ID_MAX_LENGTH} characters)"

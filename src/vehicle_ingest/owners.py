@@ -43,7 +43,13 @@ from typing import Any
 
 import numpy as np
 
-from vehicle_ingest._registry_files import REGISTRY_MAX_BYTES, REGISTRY_MAX_ROWS, Record, read_records
+from vehicle_ingest._registry_files import (
+    OWNER_ID_MAX_LENGTH,
+    REGISTRY_MAX_BYTES,
+    REGISTRY_MAX_ROWS,
+    Record,
+    read_records,
+)
 from vehicle_ingest.errors import ConfigError, ConfigErrors
 from vehicle_ingest.storage import Store
 from vehicle_ingest.validate import valid_vins
@@ -64,7 +70,6 @@ __all__ = [
 ]
 
 # Room for any CRM's key (UUIDs are 36, e-mail addresses at most 254): a key, not a document.
-OWNER_ID_MAX_LENGTH = 256
 MAX_REPORTED_PROBLEMS = 50  # a file with 10,000 bad rows is one mistake repeated: show enough to find it
 _REFUSED = {  # unicodedata categories an id may not hold: see the module docstring
     "Cc": "control character",
