@@ -18,7 +18,8 @@ __all__ = ["Mosquitto", "free_port", "mosquitto_path", "stop_process", "wait_for
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port: int = s.getsockname()[1]
+        return port
 
 
 def mosquitto_path() -> str | None:

@@ -27,7 +27,7 @@ class CdpCommandError(VehicleIngestError):
     """A `cdp` command could not do what it was asked (bad arguments, unknown ids, gateway unreachable)."""
 
 
-def add_cdp_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_cdp_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Register `cdp quarantine` and `cdp release` on the `vehicle-ingest` sub-command parsers."""
     cdp = subparsers.add_parser("cdp", help="tag changes a CDP sink refused: list and release them")
     commands = cdp.add_subparsers(dest="cdp_command", required=True)

@@ -46,7 +46,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="vehicle-ingest", description=__doc__.splitlines()[0])
+    parser: argparse.ArgumentParser = _Parser(prog="vehicle-ingest", description=__doc__.splitlines()[0])
     add_log_flags(parser, top_level=True)
     parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected failure")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

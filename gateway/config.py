@@ -19,7 +19,7 @@ import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, cast, get_type_hints
 from urllib.parse import urlsplit
 
 from vehicle_ingest.errors import ConfigError, ConfigErrors
@@ -67,7 +67,7 @@ _TOKEN = re.compile(r"[A-Za-z0-9._~+/-]+=*")  # RFC 6750 b64token: sent as is in
 
 def default_store() -> str:
     """The store when none is given: an absolute data directory, whatever folder a command runs in."""
-    return GatewayConfig.__dataclass_fields__["store"].default  # type: ignore[no-any-return]
+    return cast(str, GatewayConfig.__dataclass_fields__["store"].default)
 
 
 def _setting(default: Any, group: str, doc: str) -> Any:

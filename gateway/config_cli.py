@@ -6,7 +6,6 @@ import argparse
 import json
 import logging
 import sys
-from typing import Any
 
 from vehicle_ingest.errors import ConfigError
 from vehicle_ingest.gateway.config import Resolved, add_arguments, resolve_layers
@@ -20,7 +19,7 @@ log = logging.getLogger(__name__)
 EXIT_INVALID = 2
 
 
-def add_config_commands(sub: Any) -> None:
+def add_config_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add `config` and its subcommands to the top-level subparsers action `sub`."""
     config = sub.add_parser("config", help="check, show and document the gateway configuration")
     actions = config.add_subparsers(dest="config_command", required=True, metavar="{check,show,reference}")

@@ -52,7 +52,8 @@ def _toml_kind(value: Any) -> str:
     for kind, name in ((bool, "a boolean"), (int, "an integer"), (float, "a float"), (str, "a string")):
         if isinstance(value, kind):
             return name
-    return {list: "an array", dict: "a table"}.get(type(value), "a date/time")
+    containers: dict[type, str] = {list: "an array", dict: "a table"}
+    return containers.get(type(value), "a date/time")
 
 
 def suggest(name: str, choices: list[str]) -> str | None:

@@ -121,7 +121,7 @@ def _erase(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_data_parsers(sub: argparse._SubParsersAction) -> None:
+def add_data_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     stats = sub.add_parser("stats", help="what the store holds (messages, samples, events, rejections)")
     sql = sub.add_parser("sql", help="run one read-only query (SELECT, SHOW, DESCRIBE, EXPLAIN, EXISTS)")
     sql.add_argument("query")

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from vehicle_ingest.catalog import load_signal_catalog
 from vehicle_ingest.gateway.broker import Mosquitto, free_port
@@ -66,20 +67,23 @@ class GatewayProcess:
             time.sleep(0.1)
         raise TimeoutError("gateway not ready")
 
-    def post(self, path: str, body: bytes) -> dict:
+    def post(self, path: str, body: bytes) -> dict[str, Any]:
         request = urllib.request.Request(self.url + path, data=body, method="POST")
         with urllib.request.urlopen(request, timeout=300) as r:
-            return json.loads(r.read())
+            answer: dict[str, Any] = json.loads(r.read())
+        return answer
 
-    def sql(self, query: str) -> list[list]:
+    def sql(self, query: str) -> list[list[Any]]:
         request = urllib.request.Request(self.url + "/api/sql", data=query.encode(), method="POST")
         with urllib.request.urlopen(request, timeout=60) as r:
-            return json.loads(r.read())["rows"]
+            rows: list[list[Any]] = json.loads(r.read())["rows"]
+        return rows
 
-    def stats(self) -> dict:
-        return json.loads(self.get("/api/stats")[1])
+    def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = json.loads(self.get("/api/stats")[1])
+        return stats
 
-    def wait_stored(self, messages: int, timeout: float = 120.0) -> dict:
+    def wait_stored(self, messages: int, timeout: float = 120.0) -> dict[str, Any]:
         """Poll until the store holds `messages` messages (stored + rejected)."""
         deadline = time.monotonic() + timeout
         stats = self.stats()
@@ -101,7 +105,7 @@ class GatewayProcess:
         self._log.close()
 
 
-def _simulate(mqtt_url: str, args: argparse.Namespace, workdir: Path) -> dict:
+def _simulate(mqtt_url: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     flags = {
         "--vehicles": args.vehicles,
         "--duration": args.duration,
@@ -113,7 +117,8 @@ def _simulate(mqtt_url: str, args: argparse.Namespace, workdir: Path) -> dict:
     cmd = [sys.executable, "-m", "vehicle_ingest.gateway.cli", "simulate", "--mqtt-url", mqtt_url]
     cmd += [str(x) for pair in flags.items() for x in pair]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return json.loads((workdir / "truth.json").read_text())
+    truth: dict[str, Any] = json.loads((workdir / "truth.json").read_text())
+    return truth
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -171,7 +176,7 @@ def _wait_lines(path: Path, expected: int, timeout: float = 30.0) -> int:
     return count
 
 
-def _summary(truth: dict, stats: dict, gateway_exit: int) -> bool:
+def _summary(truth: dict[str, Any], stats: dict[str, Any], gateway_exit: int) -> bool:
     rate = truth["samples"] / max(truth["seconds"], 1e-9)
     print(
         f"published {truth['messages']:,} messages, {truth['samples']:,} samples, {truth['events']:,} events "
@@ -186,7 +191,7 @@ def _summary(truth: dict, stats: dict, gateway_exit: int) -> bool:
     return exact
 
 
-def _print_signals(per_signal: list[list]) -> None:
+def _print_signals(per_signal: list[list[Any]]) -> None:
     catalog = load_signal_catalog()
     print("\nper signal, from the store:")
     print(f"  {'id':>4}  {'signal':<56} {'samples':>9} {'min':>12} {'avg':>12} {'max':>12}")
@@ -194,7 +199,9 @@ def _print_signals(per_signal: list[list]) -> None:
         print(f"  {sid:>4}  {catalog.by_id(sid).path:<56} {n:>9,} {low:>12} {avg:>12} {high:>12}")
 
 
-def _print_tags(truth: dict, tags: dict, trips: list[list], delivered: int, changes_file: Path) -> bool:
+def _print_tags(
+    truth: dict[str, Any], tags: dict[str, Any], trips: list[list[Any]], delivered: int, changes_file: Path
+) -> bool:
     want = {(o, t) for o, v in truth["owners"].items() for t in v["tags"]}
     got = {(o, t) for o, ts in tags.items() for t in ts}
     precision = len(got & want) / max(len(got), 1)

@@ -10,12 +10,11 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from vehicle_ingest.cdp import Deliverer, Outbox, sink_from_url
+from vehicle_ingest.cdp import Deliverer, Outbox, RunStore, sink_from_url
 from vehicle_ingest.errors import StoreError
 from vehicle_ingest.gateway.config import GatewayConfig
 from vehicle_ingest.gateway.ingest_loop import IngestHealth
@@ -28,7 +27,7 @@ __all__ = ["Jobs"]
 log = logging.getLogger(__name__)
 
 _RELEASE_MEMORY_EVERY_S = 5.0
-Runner = Callable[..., Awaitable[Any]]
+Runner = RunStore
 
 
 def _now_ms() -> int:

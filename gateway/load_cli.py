@@ -89,7 +89,7 @@ def add_receipt_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_load_parser(sub: argparse._SubParsersAction) -> None:
+def add_load_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("load", help="load test: a large fleet at a target message rate, receipt-counted")
     p.add_argument("--vehicles", type=count, default=10_000, help="vehicles in the fleet (default: %(default)s)")
     p.add_argument(

@@ -69,7 +69,7 @@ class HumanFormatter(logging.Formatter):
         return f"{line} {extras}" if extras else line
 
 
-class _Handler(logging.StreamHandler):
+class _Handler(logging.StreamHandler[TextIO]):
     """Ours, so configuring twice (tests call main() in-process) replaces instead of stacking."""
 
 

@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 from vehicle_ingest.errors import ConfigError, VehicleIngestError
 from vehicle_ingest.gateway.cli_support import add_target_flags, api, count, now_ms, reading
@@ -64,7 +63,7 @@ def run_audience(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
+def add_report_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
     """Register `report` and `audience` on the `vehicle-ingest` sub-command parsers."""
     report = subparsers.add_parser("report", help="write the fleet report (index.html + SVG charts) to a folder")
     report.add_argument("--out", required=True, help="folder for index.html and the charts (created if missing)")

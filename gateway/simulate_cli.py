@@ -25,7 +25,7 @@ log = logging.getLogger("vehicle_ingest")
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
-def add_simulate_parser(sub: argparse._SubParsersAction) -> None:
+def add_simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sim = sub.add_parser("simulate", help="publish a simulated fleet (and write its truth)")
     sim.add_argument("--vehicles", type=count, default=10, help="vehicles in the fleet (default: %(default)s)")
     sim.add_argument(

@@ -79,10 +79,9 @@ class _Supervisor:
         self.stopping = False
 
     def start(self, k: int) -> None:
-        self.processes[k] = subprocess.Popen(
-            _argv(self.configs[k]), env=_env(self.configs[k]), preexec_fn=_die_with_parent
-        )
-        log.info("worker %d started", k, extra={"pid": self.processes[k].pid, "client_id": self.configs[k].client_id})
+        process = subprocess.Popen(_argv(self.configs[k]), env=_env(self.configs[k]), preexec_fn=_die_with_parent)
+        self.processes[k] = process
+        log.info("worker %d started", k, extra={"pid": process.pid, "client_id": self.configs[k].client_id})
 
     def watch(self) -> None:
         while not self.stopping:
