@@ -109,7 +109,10 @@ class BodyPool:
 
 def _header_prefix(kind: Kind, vin: str, seq: int, base_ts: int) -> bytes:
     """fixarray(6), version, kind, vin, seq, base_ts: everything before the body."""
-    return b"\x96\x01" + msgpack.packb(int(kind)) + msgpack.packb(vin) + msgpack.packb(seq) + msgpack.packb(base_ts)
+    prefix: bytes = (
+        b"\x96\x01" + msgpack.packb(int(kind)) + msgpack.packb(vin) + msgpack.packb(seq) + msgpack.packb(base_ts)
+    )
+    return prefix
 
 
 class LoadFleet:

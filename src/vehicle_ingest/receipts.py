@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -63,7 +64,8 @@ class Receipt:
 def encode_receipt(receipt: Receipt) -> bytes:
     stored = [[a, b] for a, b in receipt.stored]
     rejected = [[s, reason] for s, reason in receipt.rejected]
-    return msgpack.packb([FORMAT_VERSION, RECEIPT_KIND, receipt.vin, stored, rejected])
+    payload: bytes = msgpack.packb([FORMAT_VERSION, RECEIPT_KIND, receipt.vin, stored, rejected])
+    return payload
 
 
 def decode_receipt(payload: bytes) -> Receipt:
@@ -87,7 +89,7 @@ def decode_receipt(payload: bytes) -> Receipt:
     return Receipt(vin, ranges, tuple(_pair(r, int, str) for r in rejected))
 
 
-def _pair(item: object, first: type, second: type) -> tuple:
+def _pair(item: object, first: type, second: type) -> tuple[Any, Any]:
     ok = isinstance(item, list) and len(item) == 2 and isinstance(item[0], first) and isinstance(item[1], second)
     if not ok or isinstance(item[0], bool) or (first is int and item[0] < 0):  # type: ignore[index]
         raise ReceiptError(f"expected [{first.__name__}, {second.__name__}], got {item!r}")

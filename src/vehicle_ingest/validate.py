@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 
 from vehicle_ingest.catalog import EventCatalog, SignalCatalog
 from vehicle_ingest.codec import DecodedBatch, Kind, Status
@@ -89,7 +91,7 @@ def valid_vins(vin: np.ndarray) -> np.ndarray:
     if len(vin) == 0:
         return np.zeros(0, dtype=bool)
     codes = np.frombuffer(np.ascontiguousarray(vin, dtype="S17").tobytes(), dtype=np.uint8).reshape(-1, 17)
-    return _VIN_OK[codes].all(axis=1)
+    return cast("npt.NDArray[np.bool_]", _VIN_OK[codes].all(axis=1))  # 2-D reduced along an axis: an array
 
 
 def _any_per_message(n: int, msg: np.ndarray, flags: np.ndarray) -> np.ndarray:

@@ -168,7 +168,8 @@ def _tree_names(tree: Any) -> set[str]:
 def _last_byte(sig: Any) -> int:
     """Index of the last frame byte the signal occupies."""
     pos = network_msb(sig.start) if sig.byte_order == "big_endian" else sig.start
-    return (pos + sig.length - 1) // 8
+    last: int = (pos + sig.length - 1) // 8
+    return last
 
 
 def decodable_signals(msg: Any) -> tuple[list[Any], list[str]]:

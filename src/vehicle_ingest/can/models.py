@@ -11,11 +11,14 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from vehicle_ingest._resources import schema_path
 from vehicle_ingest._twins import decode_frames
+from vehicle_ingest.can._types import SignalValues
 from vehicle_ingest.can.manifest import Manifest, frame_key, load_manifest
 from vehicle_ingest.can.mapping import CompiledMapping, compile_mapping, load_mapping
 from vehicle_ingest.catalog import SignalCatalog
@@ -60,7 +63,7 @@ class CanValues:
     u_is_integer: np.ndarray  # bool per unmapped row: the signal is an integer signal
 
 
-def _model(entry: dict, folder: Path, catalog: SignalCatalog, index: int) -> CanModel:
+def _model(entry: dict[str, Any], folder: Path, catalog: SignalCatalog, index: int) -> CanModel:
     where = f"{folder / 'models.toml'}: model {entry.get('name', index + 1)}"
     try:
         name, prefixes, dbcs, mapping = entry["name"], entry["vin_prefixes"], entry["dbc"], entry["mapping"]
@@ -111,7 +114,14 @@ class CanDecoder:
             parts.append((i, mine[values.frame], values))
         return self._columns(parts, batch, model, frames, unknown)
 
-    def _columns(self, parts: list, batch: CanBatch, model: np.ndarray, frames: int, unknown: int) -> CanValues:
+    def _columns(
+        self,
+        parts: list[tuple[int, np.ndarray, SignalValues]],
+        batch: CanBatch,
+        model: np.ndarray,
+        frames: int,
+        unknown: int,
+    ) -> CanValues:
         f = batch.frames
         cols: dict[str, list[np.ndarray]] = {k: [] for k in ("msg", "sid", "ts", "val", "umsg", "uname", "uts", "uval")}
         cols |= {"uint": [], "uisint": []}
@@ -130,7 +140,7 @@ class CanDecoder:
             cols["uval"].append(values.value[~hit])
             cols["uint"].append(values.integer[~hit])
             cols["uisint"].append(self.models[i].manifest.sig_integer[values.signal[~hit]])
-        dtypes = {"msg": np.int32, "sid": np.uint16, "ts": np.int64, "val": np.float64}
+        dtypes: dict[str, type[np.generic]] = {"msg": np.int32, "sid": np.uint16, "ts": np.int64, "val": np.float64}
         dtypes |= {"umsg": np.int32, "uname": np.int32, "uts": np.int64, "uval": np.float64}
         dtypes |= {"uint": np.int64, "uisint": np.bool_}
         out = {k: np.concatenate(v) if v else np.zeros(0, dtypes[k]) for k, v in cols.items()}
@@ -152,12 +162,14 @@ class CanDecoder:
         )
 
 
-def _gather(data: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
+def _gather(data: npt.NDArray[np.uint8], start: np.ndarray, length: np.ndarray) -> np.ndarray:
     """The data bytes of the chosen frames, back to back (vectorized, no per-frame Python)."""
     length = length.astype(np.int64)
     total = int(length.sum())
     if total == 0:
         return np.zeros(0, np.uint8)
     out_start = np.cumsum(length) - length
-    idx = np.arange(total) - np.repeat(out_start, length) + np.repeat(start.astype(np.int64), length)
+    idx: npt.NDArray[np.int64] = (
+        np.arange(total) - np.repeat(out_start, length) + np.repeat(start.astype(np.int64), length)
+    )
     return data[idx]

@@ -266,7 +266,7 @@ class Deliverer:
             self._metrics.seconds.labels(sink=sink.name).observe(time.perf_counter() - started)
 
 
-async def _first_of(waits: list[Awaitable[Any]], timeout_s: float) -> None:
+async def _first_of(waits: Sequence[Awaitable[Any]], timeout_s: float) -> None:
     """Return when the first of `waits` finishes or after `timeout_s`; cancel the rest."""
     tasks = [asyncio.ensure_future(w) for w in waits]
     try:

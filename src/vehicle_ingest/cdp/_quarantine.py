@@ -95,7 +95,8 @@ class Quarantine:
 
 
 def _filter(sink: str | None, message_ids: Sequence[str] | None) -> tuple[str, dict[str, Any]]:
-    where, params = "", {}
+    where = ""
+    params: dict[str, Any] = {}
     if sink is not None:
         where += " AND sink = %(sink)s"
         params["sink"] = sink

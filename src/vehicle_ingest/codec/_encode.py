@@ -123,11 +123,12 @@ def _raise_if_bad(where: str, what: int, i: int, ids: np.ndarray | None, ts: np.
     if what == _BAD_RAW:
         raise EncodeError(f"{where}: raw/value[{i}]={raw[i]} is outside (-2**53, 2**53)")
     if what == _BAD_ID:
+        assert ids is not None  # only the events kernel checks ids
         raise EncodeError(f"{where}: event_id[{i}]={ids[i]} is outside [0, {MAX_COUNT}]")
 
 
 def _pack(message: list[Any]) -> bytes:
-    payload = msgpack.packb(message, use_bin_type=True)
+    payload: bytes = msgpack.packb(message, use_bin_type=True)
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise EncodeError(f"payload is {len(payload)} bytes, over the {MAX_PAYLOAD_BYTES} byte cap: split it")
     return payload

@@ -18,7 +18,8 @@ Event = tuple[int, int, int, str]  # (event id, ts, value, text)
 
 def _scale(raw: int, scale_exp: int) -> float:
     # Division for negative exponents: 1234 / 10.0 is exactly 123.4, 1234 * 0.1 is not.
-    return float(raw) * POW10[scale_exp] if scale_exp >= 0 else float(raw) / POW10[-scale_exp]
+    value: float = float(raw) * POW10[scale_exp] if scale_exp >= 0 else float(raw) / POW10[-scale_exp]
+    return value
 
 
 def signals_body(cur: Cursor, base_ts: int) -> list[Sample]:

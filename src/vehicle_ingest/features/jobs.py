@@ -204,8 +204,8 @@ class FeatureJobs:
         self,
         table: str,
         names: Sequence[str],
-        rows: list[tuple],
-        existing: list[tuple],
+        rows: list[tuple[Any, ...]],
+        existing: list[tuple[Any, ...]],
         key: tuple[str, ...],
         now_ms: int,
     ) -> tuple[int, int]:

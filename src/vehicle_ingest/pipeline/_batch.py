@@ -89,4 +89,5 @@ _LABEL_OF[[int(r) for r in Reason]] = np.arange(len(Reason))
 
 def reason_labels(reason: np.ndarray) -> np.ndarray:
     """Object array of labels ("" for OK) for an array of Reason codes."""
-    return _LABELS[_LABEL_OF[reason]]
+    labels: np.ndarray = _LABELS[_LABEL_OF[reason]]
+    return labels

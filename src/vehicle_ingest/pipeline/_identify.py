@@ -49,7 +49,8 @@ class Plan:
 
     @property
     def accepted(self) -> np.ndarray:
-        return self.reason == Reason.OK
+        ok: np.ndarray = self.reason == Reason.OK
+        return ok
 
     def keys(self, mask: np.ndarray, decoded: Decoded) -> list[Key]:
         m = decoded.messages

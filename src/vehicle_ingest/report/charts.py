@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -24,11 +25,14 @@ from matplotlib.figure import Figure
 from vehicle_ingest.report.labels import feature_label, number, tag_label
 from vehicle_ingest.report.queries import ADOPTION_STATES, MAINTENANCE_TAGS, Adoption, Daily, ReportData
 
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
 __all__ = ["NO_DATA", "Chart", "render_charts"]
 
 NO_DATA = "No data yet"
 TOP_TAGS = 10
-_STYLE = {
+_STYLE: dict[RcKeyType, Any] = {
     "svg.fonttype": "path",
     "svg.hashsalt": "vehicle-ingest-report",  # stable element ids: the same data gives the same file
     "font.size": 10,
@@ -230,7 +234,7 @@ def tags_over_time_chart(daily: Daily, counts: Mapping[str, int], path: Path) ->
         return "Owners per tag over time: no data yet."
     fig = Figure(figsize=_FULL, layout="constrained")
     ax = fig.subplots()
-    colours = matplotlib.colormaps["tab10"].colors
+    colours = matplotlib.color_sequences["tab10"]  # the tab10 colormap's colours, as a typed list
     for i, tag in enumerate(tags):
         label = f"{tag_label(tag)} ({number(counts.get(tag, 0))})"
         ax.step(daily.days, daily.series[tag], where="post", color=colours[i % 10], linewidth=2, label=label)

@@ -150,7 +150,7 @@ def _window(store: Queryable, as_of_ms: int, days: int) -> tuple[np.datetime64, 
     return first, last
 
 
-def _daily(days: np.ndarray, rows: list[tuple], names: tuple[str, ...], clamp: bool = False) -> Daily:
+def _daily(days: np.ndarray, rows: list[tuple[Any, ...]], names: tuple[str, ...], clamp: bool = False) -> Daily:
     """Rows of (day, value, value, ...) onto the window's days; `clamp` moves earlier/later rows to the ends."""
     first, last = days[0].tolist(), days[-1].tolist()
     index = {d: i for i, d in enumerate(days.tolist())}
@@ -180,8 +180,9 @@ def _summary(store: Queryable, as_of_ms: int) -> Summary:
           (SELECT uniqExact(owner_id) FROM ({_CURRENT_TAGS}))
     """
     row = store.rows(sql, {"as_of": as_of_ms})[0]
-    ints = [int(v or 0) for v in row]
-    return Summary(as_of_ms, *ints[:6], km=float(row[6] or 0.0), rejected=ints[7], tagged_owners=ints[8])
+    vehicles, owners, messages, samples, events, trips, _, rejected, tagged_owners = (int(v or 0) for v in row)
+    km = float(row[6] or 0.0)
+    return Summary(as_of_ms, vehicles, owners, messages, samples, events, trips, km, rejected, tagged_owners)
 
 
 def _ingestion(store: Queryable, params: dict[str, int], days: np.ndarray) -> Daily:
@@ -204,7 +205,7 @@ def _rejected(store: Queryable, params: dict[str, int], days: np.ndarray) -> Dai
         SELECT toDate(received_at) AS day, reason, count() FROM dead_letters FINAL
         WHERE received_at >= {_START} AND received_at <= {_AS_OF} GROUP BY day, reason ORDER BY day, reason
     """
-    by_reason: dict[str, list[tuple]] = {}
+    by_reason: dict[str, list[tuple[Any, ...]]] = {}
     for day, reason, n in store.rows(sql, params):
         by_reason.setdefault(str(reason), []).append((day, n))
     return Daily(days, {r: _daily(days, rows, ("n",)).series["n"] for r, rows in sorted(by_reason.items())})
@@ -245,7 +246,7 @@ def _tags_over_time(store: Queryable, as_of_ms: int, days: np.ndarray) -> Daily:
             FROM tag_history FINAL WHERE at <= {_AS_OF}
         ) GROUP BY tag, day ORDER BY tag, day
     """
-    deltas: dict[str, list[tuple]] = {}
+    deltas: dict[str, list[tuple[Any, ...]]] = {}
     for tag, day, delta in store.rows(sql, {"as_of": as_of_ms}):
         deltas.setdefault(str(tag), []).append((day, delta))
     # Changes before the window make up its first day's count; a run exactly at the as-of instant, its last.
