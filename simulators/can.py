@@ -14,6 +14,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -64,7 +65,7 @@ class _Encoder:
         import cantools
 
         dbc, mapping = _model_files()
-        self.db = cantools.database.load_file(str(dbc))
+        self.db = cast("cantools.database.can.Database", cantools.database.load_file(str(dbc)))  # a .dbc file
         self.mapped: dict[str, tuple[float, float]] = {}
         for rule in load_mapping(mapping):
             sig = self.db.get_message_by_name(rule.message).get_signal_by_name(rule.signal)
@@ -76,7 +77,8 @@ class _Encoder:
         msg = self.db.get_message_by_name(name)
         data = msg.encode(values, strict=False)
         samples, unmapped, total = 0, 0, 0.0
-        for sig, value in msg.decode(data, decode_choices=False).items():
+        decoded = cast("dict[str, float]", msg.decode(data, decode_choices=False))  # one plain message, no choices
+        for sig, value in decoded.items():
             conv = self.mapped.get(f"{name}.{sig}")
             if conv is None:
                 unmapped += 1
@@ -86,7 +88,10 @@ class _Encoder:
         return msg.frame_id, msg.is_extended_frame, data, samples, unmapped, total
 
 
-def _vehicle_frames(enc: _Encoder, spec: CanFleetSpec, rng: np.random.Generator) -> list[tuple]:
+_Frame = tuple[int, int, bool, bytes, int, int, float]  # (ts, arb_id, extended, data, samples, unmapped, sum)
+
+
+def _vehicle_frames(enc: _Encoder, spec: CanFleetSpec, rng: np.random.Generator) -> list[_Frame]:
     """(ts, arb_id, extended, data, samples, unmapped, sum) per frame of one vehicle's trip."""
     n = int(spec.duration_s * 10)
     speed = _speed_profile(rng, n, 0.1, (30.0, 110.0))
@@ -124,7 +129,7 @@ def _vehicle_frames(enc: _Encoder, spec: CanFleetSpec, rng: np.random.Generator)
     return frames
 
 
-def _messages(vin: str, frames: list[tuple], spec: CanFleetSpec, truth: CanTruth) -> list[SimMessage]:
+def _messages(vin: str, frames: list[_Frame], spec: CanFleetSpec, truth: CanTruth) -> list[SimMessage]:
     out, window = [], int(spec.message_s * 1000)
     seq = 0
     for lo in range(spec.start_ms, spec.start_ms + int(spec.duration_s * 1000), window):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from vehicle_ingest.catalog import EventCatalog, SignalCatalog
 from vehicle_ingest.codec import SignalBlock, encode_events, encode_signals, quantize
@@ -38,6 +39,7 @@ _STATE_SIGNALS = {
     "cruise_control": "Vehicle.ADAS.CruiseControl.IsActive",
     "lane_keeping": "Vehicle.ADAS.LaneDepartureDetection.IsEnabled",
 }
+_Series = tuple[int, int, np.ndarray, np.ndarray]  # (signal id, scale_exp, ts, raw) of one signal
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,7 +143,7 @@ class _VehicleSim:
 
     # -- encoding ------------------------------------------------------------
 
-    def _series(self, path: str, ts: np.ndarray, values: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray]:
+    def _series(self, path: str, ts: np.ndarray, values: npt.ArrayLike) -> _Series:
         sid, exp = self.sig[path]
         raw = quantize(np.asarray(values, dtype=np.float64), exp)
         order = np.argsort(ts, kind="stable")
@@ -243,7 +245,7 @@ class _VehicleSim:
         s.service_km -= float(odo[-1] - odo[0]) / 1000
         return int(ts[-1])
 
-    def _record_trip(self, speed: tuple, odo: tuple, lon: tuple) -> None:
+    def _record_trip(self, speed: _Series, odo: _Series, lon: _Series) -> None:
         _, s_exp, ts, v_raw = speed
         v = _scaled(v_raw, s_exp)
         km = float(_scaled(odo[3], odo[1])[-1] - _scaled(odo[3], odo[1])[0]) / 1000
@@ -255,7 +257,7 @@ class _VehicleSim:
             TripTruth(int(ts[0]), int(ts[-1]), km, float(seg.sum()), float(seg[night].sum()), offset)
         )
 
-    def _cockpit_states(self, t0: int, t1: int) -> list[tuple]:
+    def _cockpit_states(self, t0: int, t1: int) -> list[_Series]:
         out = []
         for feature, path in _STATE_SIGNALS.items():
             if self.rng.random() < self.p.use.get(feature, 0.0):
@@ -295,7 +297,7 @@ class _VehicleSim:
         self._send_events(ts + 60_000, [(ts, "ota_offered", 0, "5.2.1"), (ts + 60_000, "ota_accepted", 0, "5.2.1")])
         self.truth.used("ota", ts + 60_000)
 
-    def _cut(self, t0: int, t1: int, series: list[tuple]) -> None:
+    def _cut(self, t0: int, t1: int, series: list[_Series]) -> None:
         window = int(self.spec.message_s * 1000)
         for lo in range(t0, t1 + 1, window):
             hi = min(lo + window, t1 + 1)
@@ -343,7 +345,9 @@ def _at(day: int, local_hour: float, offset_min: int) -> int:
     return day + int(local_hour * HOUR_MS) - offset_min * 60_000
 
 
-def _day_trips(p: Persona, day: int, weekday: int, end: int, rng: np.random.Generator, off: int) -> list[tuple]:
+def _day_trips(
+    p: Persona, day: int, weekday: int, end: int, rng: np.random.Generator, off: int
+) -> list[tuple[int, float, tuple[float, float]]]:
     """(start_ms, minutes, speed range) of one day's trips for a driving pattern."""
     d, trips = p.driving, []
     days_left = (end - day) // DAY_MS
@@ -382,7 +386,7 @@ def _vehicle_messages(sim: _VehicleSim, spec: FleetSpec, rng: np.random.Generato
     first_day = spec.start_ms - spec.start_ms % DAY_MS
     last_end, heartbeat = spec.start_ms, spec.start_ms
     beat = int(spec.heartbeat_s * 1000)
-    ota_day = first_day + int(rng.integers(1, max(2, spec.duration_s // 86_400))) * DAY_MS
+    ota_day = first_day + int(rng.integers(1, max(2, int(spec.duration_s // 86_400)))) * DAY_MS
     for day in range(first_day, spec.end_ms, DAY_MS):
         weekday = int((day // DAY_MS + 3) % 7)  # 1970-01-01 was a Thursday: 0 = Monday
         for start, minutes, speeds in sorted(_day_trips(p, day, weekday, spec.end_ms, rng, off)):

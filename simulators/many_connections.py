@@ -16,7 +16,6 @@ import time
 from typing import TextIO
 
 import aiomqtt
-from paho.mqtt.enums import MQTTProtocolVersion
 
 from vehicle_ingest.mqtt_url import parse_mqtt_url
 from vehicle_ingest.receipts import message_identity, receipt_topic
@@ -41,7 +40,7 @@ class _Count:
 
 async def _receipts(client: aiomqtt.Client, outstanding: Outstanding) -> None:
     async for message in client.messages:
-        outstanding.on_receipt(bytes(message.payload))  # type: ignore[arg-type]
+        outstanding.on_receipt(bytes(message.payload))
 
 
 async def _resend(count: _Count, timeout_s: float, stop: asyncio.Event) -> None:
@@ -68,7 +67,7 @@ async def _vehicle(
 ) -> None:
     connecting, go = gates
     client = aiomqtt.Client(
-        host, port, identifier=f"vi-veh-{fleet.vins[vehicle]}", protocol=MQTTProtocolVersion.MQTTv5, keepalive=60
+        host, port, identifier=f"vi-veh-{fleet.vins[vehicle]}", protocol=aiomqtt.ProtocolVersion.V5, keepalive=60
     )
     async with connecting:
         await client.__aenter__()

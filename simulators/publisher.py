@@ -132,7 +132,7 @@ class _Publisher:
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         if self._outstanding is not None:
-            self._outstanding.on_receipt(msg.payload)
+            self._outstanding.on_receipt(bytes(msg.payload))
 
     def _settle(self, msg: SimMessage, failed: bool) -> None:
         if failed:
@@ -213,8 +213,8 @@ class PublisherPool:
             _Publisher(url, f"{client_prefix}-{i}", inflight, self.outstanding if i == 0 else None)
             for i in range(max(1, connections))
         ]
-        keeps = self.outstanding is not None  # (an empty Outstanding is falsy: compare with None)
-        self._resender = Resender(self.pubs, self.outstanding, receipt_timeout_s) if keeps else None
+        outstanding = self.outstanding  # (an empty Outstanding is falsy: compare with None)
+        self._resender = Resender(self.pubs, outstanding, receipt_timeout_s) if outstanding is not None else None
 
     def send(self, i: int, msg: SimMessage) -> None:
         self.pubs[i % len(self.pubs)].send(msg, self.outstanding)
