@@ -86,7 +86,7 @@ def _big_endian(data: np.ndarray, base: int, pos: int, length: int) -> int:
 
 
 @intrinsic
-def _load_le(typingctx: Any, data: Any, at: Any) -> tuple:
+def _load_le(typingctx: Any, data: Any, at: Any) -> tuple[Any, Any]:
     """The 8 bytes data[at : at + 8] as one unaligned little-endian load; the caller checks the bounds.
 
     numba's indexing checks each index for wraparound (a negative index), which stops LLVM from
@@ -110,7 +110,7 @@ def _byte_swap(x: np.uint64) -> np.uint64:
 
 
 @intrinsic
-def _as_float64(typingctx: Any, bits: Any) -> tuple:
+def _as_float64(typingctx: Any, bits: Any) -> tuple[Any, Any]:
     """The float64 whose IEEE bits are `bits` (uint64), without a round trip through memory."""
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
@@ -120,7 +120,7 @@ def _as_float64(typingctx: Any, bits: Any) -> tuple:
 
 
 @intrinsic
-def _as_float32(typingctx: Any, bits: Any) -> tuple:
+def _as_float32(typingctx: Any, bits: Any) -> tuple[Any, Any]:
     """The float32 whose IEEE bits are the low 32 bits of `bits` (uint64), widened to float64."""
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:

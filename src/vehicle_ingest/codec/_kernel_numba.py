@@ -44,7 +44,9 @@ _OVERSIZE, _EMPTY = int(Status.OVERSIZE), int(Status.EMPTY)
 
 
 @njit(cache=True, nogil=True)
-def _header(buf: np.ndarray, start: int, end: int, kinds: int, row: int, info: np.ndarray, vin: np.ndarray) -> tuple:
+def _header(
+    buf: np.ndarray, start: int, end: int, kinds: int, row: int, info: np.ndarray, vin: np.ndarray
+) -> tuple[int, int]:
     """The header into the message's info row and VIN: (status, error or body offset)."""
     status, at, kind, vin_at, seq, base = read_header(buf, start, end, kinds)
     info[row, KIND] = kind
