@@ -46,6 +46,8 @@ demo: setup
 # tests that compare a rate with itself (marker serial) run alone afterwards.
 test: setup
 	$(BIN)/ruff check src gateway simulators tests benchmarks fuzz
+	$(BIN)/ruff format --check src gateway simulators tests benchmarks fuzz
+	$(BIN)/mypy
 	@$(BIN)/python -m tests.wheel_check > .wheel-check.log 2>&1 & wheel=$$!; \
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial" && $(BIN)/python -m pytest -q -m serial; tests=$$?; \
 	wait $$wheel; wheel_rc=$$?; cat .wheel-check.log; \
@@ -56,8 +58,11 @@ test: setup
 wheel-check: setup
 	$(BIN)/python -m tests.wheel_check
 
+# mypy reads [tool.mypy] in pyproject.toml: strict, over the installed package names.
 lint: setup
 	$(BIN)/ruff check src gateway simulators tests benchmarks fuzz
+	$(BIN)/ruff format --check src gateway simulators tests benchmarks fuzz
+	$(BIN)/mypy
 
 # Every benchmark, each printing one JSON object as its last line (results: benchmarks/README.md).
 bench: setup

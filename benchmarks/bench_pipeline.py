@@ -102,7 +102,11 @@ class _Sampler:
         cpu = self._cpu_total() - self.cpu0
         elapsed = time.monotonic() - self.t0
         values = [r for _, r in self.rss] or [0.0]
-        return {"cores": round(cpu / elapsed, 3), "rss_peak_mb": round(max(values), 1), "rss_end_mb": round(values[-1], 1)}
+        return {
+            "cores": round(cpu / elapsed, 3),
+            "rss_peak_mb": round(max(values), 1),
+            "rss_end_mb": round(values[-1], 1),
+        }
 
 
 def _get(port: int, path: str, timeout: float = 60) -> bytes:
@@ -404,7 +408,11 @@ def _plot_rss(levels: list[dict[str, object]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 3.6))
     for lv in levels:
         series = lv["rss_series"] or []
-        ax.plot([t / 60 for t, _ in series], [r for _, r in series], label=f"{lv['offered_samples_per_s']:,} samples/s offered")  # type: ignore[union-attr,index]
+        ax.plot(
+            [t / 60 for t, _ in series],
+            [r for _, r in series],
+            label=f"{lv['offered_samples_per_s']:,} samples/s offered",
+        )  # type: ignore[union-attr,index]
     ax.axhline(400, color="red", lw=0.8, ls=":", label="goal 400 MB")
     ax.set(xlabel="minutes", ylabel="gateway RSS (MB)", title="Gateway memory under sustained load", ylim=(0, None))
     ax.grid(alpha=0.3)
@@ -415,7 +423,9 @@ def _plot_rss(levels: list[dict[str, object]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--loads", default="250000,500000,750000,1000000,1250000", help="offered samples/s, comma-separated")
+    parser.add_argument(
+        "--loads", default="250000,500000,750000,1000000,1250000", help="offered samples/s, comma-separated"
+    )
     parser.add_argument("--duration", type=float, default=30.0, help="seconds of publishing per load")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--drain-timeout", type=float, default=120.0)

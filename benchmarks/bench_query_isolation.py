@@ -69,7 +69,9 @@ def _rate(gw: GatewayProcess, seconds: float) -> float:
 
 def ingestion_under_queries(gw: GatewayProcess, rate: float, window: float) -> dict[str, float]:
     spec = LoadSpec(vehicles=int(rate * 5), rate=rate, hz=10, signals=10, duration_s=2 * window + 10, connections=2)
-    load = threading.Thread(target=run_load, args=(spec, gw.mqtt_url, load_signal_catalog(), load_event_catalog(), None))
+    load = threading.Thread(
+        target=run_load, args=(spec, gw.mqtt_url, load_signal_catalog(), load_event_catalog(), None)
+    )
     load.start()
     time.sleep(5)
     quiet = _rate(gw, window)

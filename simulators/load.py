@@ -78,5 +78,3 @@ def run_load(
 
 async def _run_per_vehicle(spec: LoadSpec, url: str, fleet: LoadFleet, progress: TextIO | None) -> LoadResult:
     return await publish_per_vehicle(spec, url, fleet, progress)
-
-
