@@ -277,7 +277,7 @@ def _measure(
         "workers": args.workers,
         "connections": truth["connections"],
         # A message stored twice adds its samples twice: with every message found, equal sample
-        # counts mean no duplicates. The row-level DISTINCT check is run too when it is affordable.
+        # counts mean no duplicates; `duplicates` checks it per message in the store too.
         "extra_samples": stats["samples"] - truth["samples"],
         "duplicates": sum(_duplicates(p) for p in ports),
         "rss_series": gateway_usage.rss if args.keep_series or args.rss_plot else None,
