@@ -65,9 +65,6 @@ class QueryLimits:
             "max_result_bytes": self.max_result_bytes,
             "result_overflow_mode": "throw",
             "max_threads": self.max_threads,
-            # GROUP BY on a prefix of a table's sort key (vin, signal_id, ts) streams in sort order
-            # instead of hashing every group: fleet-wide per-vehicle queries fit max_memory_usage.
-            "optimize_aggregation_in_order": 1,
             "readonly": 1,
         }
 
