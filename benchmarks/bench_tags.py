@@ -75,7 +75,9 @@ def _generate(store: Store, owners: int, days: int, now_ms: int) -> dict[str, in
         {**p, "ids": ids},
     )
     # The gateway folds each batch's latest values itself (pipeline._aggregates); here SQL does it.
-    store.command("INSERT INTO latest_signals_batch (vin, signal_id, value, ts) SELECT vin, signal_id, value, ts FROM signals")
+    store.command(
+        "INSERT INTO latest_signals_batch (vin, signal_id, value, ts) SELECT vin, signal_id, value, ts FROM signals"
+    )
     counts = {}
     for table in ("ownership", "trips", "cockpit_usage", "signals", "latest_signals"):
         counts[table] = int(store.rows(f"SELECT count() FROM {table}")[0][0])
