@@ -68,3 +68,31 @@ def test_moment_survives_kill_9_before_delivery_and_arrives_once(broker, start_g
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_moments_from_a_simulated_fleet_match_the_simulators_truth(broker, start_gateway, tmp_path: Path):
+    """Precision and recall 1.0 against the simulator's own plain-Python statement of the moments."""
+    from tests.helpers import simulate
+    from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
+    from vehicle_ingest.owners import write_registry
+    from vehicle_ingest.simulators.fleet import FleetSpec, simulate_fleet
+
+    end_ms = now_ms() - 60_000
+    days = 20
+    spec = FleetSpec(vehicles=24, start_ms=end_ms - days * 86_400_000, duration_s=days * 86_400.0,
+                     sample_hz=0.05, seed=5, message_s=600.0)  # fmt: skip
+    # The owners are known before the data arrives, as in production: a moment goes to the owner then.
+    write_registry(tmp_path / "owners.csv", simulate_fleet(spec, load_signal_catalog(), load_event_catalog()).ownership)
+    gw = start_gateway(broker.url, "--tags-interval-s", "0")
+    assert gw.post("/api/owners", (tmp_path / "owners.csv").read_bytes())["loaded"] > 0
+    truth = simulate(broker.url, tmp_path / "truth.json", "--vehicles", "24", "--duration", str(days * 86_400),
+                     "--sample-hz", "0.05", "--message-s", "600", "--seed", "5", "--end-ms", str(end_ms))  # fmt: skip
+    gw.wait_stored(truth["messages"], timeout=180)
+    want = {m["message_id"] for m in truth["moments"]}
+    _wait(lambda: len(gw.sql("SELECT message_id FROM tag_history WHERE action = 'fired'")) >= len(want), 60)
+    got = {r[0] for r in gw.sql("SELECT message_id FROM tag_history WHERE action = 'fired'")}
+    kinds = {m["moment"] for m in truth["moments"]}
+    assert len(want) >= 10 and len(kinds) >= 3, (len(want), kinds)  # the fleet exercises several moments
+    hits = len(got & want)
+    assert (hits / max(len(got), 1), hits / max(len(want), 1)) == (1.0, 1.0)
+    assert gw.stop() == 0
