@@ -231,6 +231,12 @@ class GatewayConfig:
     tags_interval_s: int = _setting(
         300, "tags", "Run the feature jobs and the tag engine every N seconds; 0 turns the schedule off."
     )
+    moments: bool = _setting(
+        True,
+        "tags",
+        "Evaluate the real-time moments of schemas/tags.toml on every batch and write them to the CDP outbox"
+        " before the batch is acked (schemas/CDP.md).",
+    )
     cdp_urls: str = _setting(
         "", "cdp", "Comma-separated sink URLs (schemas/CDP.md). Empty: tag changes stay in the outbox."
     )

@@ -18,11 +18,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from vehicle_ingest.cdp import Outbox
 from vehicle_ingest.errors import StoreError
 from vehicle_ingest.gateway.config import GatewayConfig
 from vehicle_ingest.gateway.mqtt_source import Delivery, MqttSource
 from vehicle_ingest.gateway.receipt_sender import ReceiptSender
 from vehicle_ingest.metrics import Metrics
+from vehicle_ingest.moments import MomentEngine
 from vehicle_ingest.pipeline import Outcome, Pipeline, Prepared
 from vehicle_ingest.receipts import ReceiptBook
 
@@ -61,8 +63,14 @@ class IngestLoop:
         run_store: Runner,
         run_lookup: Runner,
         stopping: asyncio.Event,
+        moments: MomentEngine | None = None,
+        outbox: Outbox | None = None,
+        outbox_changed: Callable[[], None] | None = None,
     ) -> None:
         self._pipeline = pipeline
+        self._moments = moments
+        self._outbox = outbox
+        self._outbox_changed = outbox_changed
         self._source = source
         self._receipts_out = receipts_out
         self._config = config
@@ -137,6 +145,8 @@ class IngestLoop:
         while True:
             try:
                 outcome: Outcome = await self._run_store(pipeline.commit, prepared)
+                if await self._run_store(self._emit_moments, prepared) and self._outbox_changed is not None:
+                    self._outbox_changed()  # on the loop: the deliverer's wake-up is an asyncio.Event
                 break
             except StoreError as exc:
                 give_up_at = await self._failed(exc, len(batch), delay, give_up_at)
@@ -150,6 +160,20 @@ class IngestLoop:
         self.health.memory_used = True
         if outcome.rejected:
             log.info("rejected %s", dict(outcome.rejected))
+
+    def _emit_moments(self, prepared: Prepared) -> int:
+        """After the insert returned, before the ack: the batch's moments into the outbox (store thread).
+
+        A failure raises StoreError: the batch is replanned (it is all duplicates now) and committed
+        again, and its moments decided again from the same state, so the retry writes the same ids.
+        """
+        if self._moments is None or self._outbox is None:
+            return 0
+        evaluation = self._moments.evaluate(prepared.decoded, prepared.plan)
+        if evaluation.changes:
+            self._outbox.enqueue(evaluation.changes)
+        self._moments.commit(evaluation)
+        return len(evaluation.changes)
 
     async def _retrying(self, n: int, runner: Runner, fn: Callable[..., T], *args: Any) -> T:
         delay = _RETRY_FIRST_S

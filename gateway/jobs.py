@@ -120,6 +120,15 @@ class Jobs:
             log.warning("could not recount the CDP outbox: %s", exc)
         self.deliverer.wake()
 
+    def wake_deliverer(self) -> None:
+        """Moments were enqueued: deliver now (the round recounts the depth gauges itself).
+
+        Unlike `outbox_changed`, no recount first: that would cost two store statements on the
+        ingest thread for every batch with a moment.
+        """
+        if self.deliverer is not None:
+            self.deliverer.wake()
+
     # -- memory ------------------------------------------------------------------
 
     async def release_memory_loop(self, health: IngestHealth) -> None:

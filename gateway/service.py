@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from vehicle_ingest.can.models import CanDecoder, default_models_path
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
+from vehicle_ingest.cdp import Outbox
 from vehicle_ingest.errors import ConfigError, VehicleIngestError
 from vehicle_ingest.gateway.config import GatewayConfig
 from vehicle_ingest.gateway.config_render import redact
@@ -34,6 +35,7 @@ from vehicle_ingest.gateway.mqtt_source import MqttSettings, MqttSource
 from vehicle_ingest.gateway.receipt_sender import ReceiptSender
 from vehicle_ingest.gateway.routes import PUBLIC_ROUTES, Routes
 from vehicle_ingest.metrics import Metrics, register_process_metrics
+from vehicle_ingest.moments import MomentEngine, load_moment_definitions
 from vehicle_ingest.pipeline import Pipeline, PipelinePolicy
 from vehicle_ingest.privacy import set_location_retention
 from vehicle_ingest.reads import QueryLimits, ReadPool, ReadSession
@@ -67,6 +69,9 @@ class Gateway:
         self._pipeline = self._build_pipeline(signals, events)
         cycle = TagCycle(store, signals, events, load_tag_definitions())
         self.jobs = Jobs(config, store, cycle, self._metrics, registry, self.run_store, self._stopping)
+        moments = load_moment_definitions(signals, events) if config.moments else ()
+        # Moments run on the store thread with the batch they come from (before its ack).
+        self._moments = MomentEngine(store, moments, self._metrics) if moments else None
         self.ingest: IngestLoop | None = None
         self.exit_code = 0
         self.source: MqttSource | None = None
@@ -104,6 +109,9 @@ class Gateway:
             self.run_store,
             self.run_lookup,
             self._stopping,
+            self._moments,
+            Outbox(self._store),
+            self.jobs.wake_deliverer,
         )
         routes = Routes(self._store, self._registry, self.jobs, self.run_store, self.run_read, self.readiness)
         self.http = HttpServer(

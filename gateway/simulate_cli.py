@@ -99,6 +99,7 @@ def _simulate_can(args: argparse.Namespace, end_ms: int) -> int:
 
 def _simulate(args: argparse.Namespace) -> int:
     from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
+    from vehicle_ingest.moments import load_moment_definitions
     from vehicle_ingest.owners import write_registry
     from vehicle_ingest.simulators.fleet import FleetSpec, simulate_fleet
     from vehicle_ingest.simulators.truth import truth_document
@@ -125,7 +126,8 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.duplicate_shuffle and not totals.interrupted:  # the truth is the distinct messages, not the copies
         summary.update(_distinct_totals(fleet.messages))
     # Expected tags and trips hold for the whole fleet only: an interrupted run's truth is its counts.
-    truth = None if totals.interrupted else truth_document(fleet, load_tag_definitions(), end_ms)
+    moments = load_moment_definitions(load_signal_catalog(), load_event_catalog())
+    truth = None if totals.interrupted else truth_document(fleet, load_tag_definitions(), end_ms, moments)
     return _finish(summary, truth, args, totals.failed)
 
 

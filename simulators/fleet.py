@@ -85,6 +85,8 @@ class VehicleTruth:
     use_days: dict[str, set[int]] = field(default_factory=dict)  # feature -> UTC day numbers with a session start
     charging: dict[tuple[int, str], int] = field(default_factory=dict)  # (day, ac|dc) -> sessions
     latest: dict[str, tuple[int, float]] = field(default_factory=dict)  # signal path -> (ts, value sent)
+    # What moments watch, as sent: (seq, is_event, signal or event id, ts, values); the truth's moments come from it.
+    watched: list[tuple[int, bool, int, np.ndarray, np.ndarray]] = field(default_factory=list)
 
     def used(self, feature: str, ts: int) -> None:
         self.use_days.setdefault(feature, set()).add(ts // DAY_MS)
@@ -126,8 +128,10 @@ class _VehicleSim:
         signals: SignalCatalog,
         events: EventCatalog,
         rng: np.random.Generator,
+        watch: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset()),
     ) -> None:
         self.vin, self.p, self.spec, self.rng = vin, persona, spec, rng
+        self.watch = watch  # (signal ids, event ids) the moments watch
         self.sig = {s.path: (s.id, s.scale_exp) for s in signals.signals}
         self.ev = {e.name: e.id for e in events.events}
         self.truth = VehicleTruth(vin, persona)
@@ -154,6 +158,9 @@ class _VehicleSim:
     def _send_signals(self, sent_at: int, series: list[tuple[int, int, np.ndarray, np.ndarray]]) -> None:
         blocks = [SignalBlock(sid, exp, ts, raw) for sid, exp, ts, raw in series if len(ts)]
         self.s.seq += 1
+        for b in blocks:
+            if b.signal_id in self.watch[0]:
+                self.truth.watched.append((self.s.seq, False, b.signal_id, b.ts_ms, _scaled(b.raw, b.scale_exp)))
         base = min(int(b.ts_ms[0]) for b in blocks)
         payload = encode_signals(self.vin, self.s.seq, base, blocks)
         samples = sum(len(b.raw) for b in blocks)
@@ -168,6 +175,9 @@ class _VehicleSim:
         ids = np.array([self.ev[x[1]] for x in items], dtype=np.uint16)
         values = np.array([x[2] for x in items], dtype=np.int64)
         self.s.seq += 1
+        for event_id in self.watch[1] & set(ids.tolist()):
+            at = ts[ids == event_id]
+            self.truth.watched.append((self.s.seq, True, event_id, at, np.ones(len(at))))
         payload = encode_events(self.vin, self.s.seq, int(ts[0]), ids, ts, values, [x[3] for x in items])
         self.out.append(SimMessage(sent_at, f"vi/v1/{self.vin}/events", payload, 0, len(items), 0.0))
 
@@ -413,11 +423,18 @@ def _vehicle_messages(sim: _VehicleSim, spec: FleetSpec, rng: np.random.Generato
 
 def simulate_fleet(spec: FleetSpec, signals: SignalCatalog, events: EventCatalog) -> Fleet:
     """Every message the fleet sends over the window (ordered by send time), with what was sent."""
+    from vehicle_ingest.moments import load_moment_definitions  # the truth's moments watch what the gateway's do
+
+    moments = load_moment_definitions(signals, events)
+    watch = (
+        frozenset(s for m in moments for s in m.signal_ids),
+        frozenset(m.event_id for m in moments if m.event_id is not None),
+    )
     root = np.random.default_rng(spec.seed)
     messages: list[SimMessage] = []
     vehicles: list[VehicleTruth] = []
     for index, child in enumerate(root.spawn(spec.vehicles)):
-        sim = _VehicleSim(make_vin(child), assign_persona(index, child), spec, signals, events, child)
+        sim = _VehicleSim(make_vin(child), assign_persona(index, child), spec, signals, events, child, watch)
         _vehicle_messages(sim, spec, child)
         messages.extend(sim.out)
         vehicles.append(sim.truth)

@@ -13,11 +13,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from vehicle_ingest.cdp import moment_message_id
+from vehicle_ingest.moments import MomentDefinition
 from vehicle_ingest.owners import Ownership
 from vehicle_ingest.simulators.fleet import DAY_MS, Fleet, TripTruth, VehicleTruth
 from vehicle_ingest.tags.definitions import COCKPIT_FEATURES, TagDefinition
 
-__all__ = ["owner_features", "truth_document", "truth_tags"]
+__all__ = ["owner_features", "truth_document", "truth_moments", "truth_tags"]
 
 _D28, _D56 = 28 * DAY_MS, 56 * DAY_MS
 _MAINTENANCE = {
@@ -137,8 +139,45 @@ def truth_tags(fleet: Fleet, definitions: Sequence[TagDefinition], as_of_ms: int
     return {owner: sorted(d.id for d in definitions if d.rule.holds(f)) for owner, f in sorted(features.items())}
 
 
-def truth_document(fleet: Fleet, definitions: Sequence[TagDefinition], as_of_ms: int) -> dict[str, Any]:
-    """Per owner: personas, expected tags; per vehicle: trips with distances."""
+def truth_moments(fleet: Fleet, moments: Sequence[MomentDefinition]) -> list[dict[str, Any]]:
+    """The moments the fleet's messages cause, one sample at a time in plain Python (the gateway's twin is
+    vehicle_ingest.moments): fire when armed, re-arm by `rearm`, owner at the sample's time, then the
+    owner's cool-down in time order; a message crossing on two channels is one moment."""
+    owners = _Owners(fleet.ownership, fleet.spec.end_ms)
+    fires = []
+    for v in fleet.vehicles:
+        for index, m in enumerate(moments):
+            for source in m.signal_ids or (m.event_id,):
+                rows = sorted(
+                    (t, seq, value)
+                    for seq, is_event, sid, ts, values in v.watched
+                    if sid == source and is_event == (m.event_id is not None)
+                    for t, value in zip(ts.tolist(), values.tolist(), strict=True)
+                )
+                armed = True
+                for t, seq, value in rows:
+                    if armed and (m.fire is None or m.fire.holds({"value": value})):
+                        armed = False
+                        if (owner := owners.at(v.vin, t)) is not None:
+                            fires.append((t, owner, index, v.vin, seq))
+                    elif not armed and m.rearm is not None and m.rearm.holds({"value": value}):
+                        armed = True
+    sent: dict[str, dict[str, Any]] = {}
+    last: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for t, owner, index, vin, seq in sorted(fires):
+        m = moments[index]
+        message_id = moment_message_id(owner, m.id, vin, seq)
+        if message_id in sent or any(t - m.cooldown_ms < at <= t for at in last[(owner, index)]):
+            continue
+        last[(owner, index)].append(t)
+        sent[message_id] = {"message_id": message_id, "owner": owner, "moment": m.id, "at_ms": t}
+    return list(sent.values())
+
+
+def truth_document(
+    fleet: Fleet, definitions: Sequence[TagDefinition], as_of_ms: int, moments: Sequence[MomentDefinition] = ()
+) -> dict[str, Any]:
+    """Per owner: personas, expected tags; per vehicle: trips with distances; the moments the fleet caused."""
     owners = _Owners(fleet.ownership, as_of_ms)
     personas: dict[str, list[str]] = defaultdict(list)
     for v in fleet.vehicles:
@@ -154,4 +193,5 @@ def truth_document(fleet: Fleet, definitions: Sequence[TagDefinition], as_of_ms:
             v.vin: [{"start_ms": x.start_ms, "end_ms": x.end_ms, "km": round(x.km, 3)} for x in v.trips]
             for v in fleet.vehicles
         },
+        "moments": truth_moments(fleet, moments),
     }

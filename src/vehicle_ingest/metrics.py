@@ -33,6 +33,8 @@ class Metrics:
     sessions_lost: Counter
     window_overruns: Counter
     tag_changes: Counter
+    moments_fired: Counter
+    moments_suppressed: Counter
     can_frames: Counter
     can_frames_unknown: Counter
     can_values_unmapped: Counter
@@ -49,6 +51,7 @@ class Metrics:
     lookup_seconds: Histogram
     insert_seconds: Histogram
     lag_seconds: Histogram
+    moment_seconds: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> Metrics:
@@ -87,6 +90,10 @@ class Metrics:
                 "mqtt_window_overruns", "Deliveries beyond Receive Maximum: the broker ignored the window; we waited."
             ),
             tag_changes=counter("tag_changes", "Tag changes emitted to the CDP outbox.", ("action",)),
+            moments_fired=counter("moments_fired", "Real-time moments written to the CDP outbox.", ("moment",)),
+            moments_suppressed=counter(
+                "moments_suppressed", "Moment crossings not sent: within the owner's cool-down, or no owner then."
+            ),
             can_frames=counter("can_frames_decoded", "CAN frames decoded against a vehicle model's DBC set."),
             can_frames_unknown=counter(
                 "can_frames_unknown_id", "Decoded CAN frames whose arbitration id no DBC of the model defines."
@@ -117,6 +124,9 @@ class Metrics:
             ),
             lag_seconds=histogram(
                 "end_to_end_lag_seconds", "Newest sample timestamp to stored, per message.", _LAG_SECONDS
+            ),
+            moment_seconds=histogram(
+                "moment_evaluation_seconds", "Moment evaluation per batch (state rebuilds included).", _FAST_SECONDS
             ),
         )
 

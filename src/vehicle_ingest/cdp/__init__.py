@@ -10,7 +10,7 @@ Delivery is at-least-once with deterministic message ids; the CDP deduplicates
 by message id. The contract for integrators is schemas/CDP.md.
 """
 
-from vehicle_ingest.cdp._change import TagChange, change_message_id, redact
+from vehicle_ingest.cdp._change import TagChange, change_message_id, moment_message_id, redact
 from vehicle_ingest.cdp._deliverer import CdpMetrics, Deliverer, RunStore
 from vehicle_ingest.cdp._factory import sink_from_url
 from vehicle_ingest.cdp._jsonl import JsonlSink
@@ -39,6 +39,7 @@ __all__ = [
     "WebhookSink",
     "change_message_id",
     "idempotency_key",
+    "moment_message_id",
     "redact",
     "sink_from_url",
 ]

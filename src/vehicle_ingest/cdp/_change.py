@@ -10,9 +10,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ACTIONS", "TagChange", "change_message_id", "redact"]
+__all__ = ["ACTIONS", "TagChange", "change_message_id", "moment_message_id", "redact"]
 
-ACTIONS = ("added", "removed")
+# "fired": a real-time moment (vehicle_ingest.moments), an event rather than a state: the tag engine's
+# diff reads only "added" as present, so moments in the same outbox never look like tags to it.
+ACTIONS = ("added", "removed", "fired")
 
 # Fixed forever: every message id ever sent is derived from it, and the CDP
 # deduplicates by message id. (It is uuid5(NAMESPACE_URL,
@@ -34,11 +36,24 @@ def change_message_id(owner_id: str, tag: str, action: str, transition: int) -> 
     Recomputing the same change gives the same id (so a re-run never creates a
     second message); the next change of the same (owner, tag) gets a new one.
     """
-    if action not in ACTIONS:
-        raise ValueError(f"action must be one of {ACTIONS}, got {action!r}")
+    if action not in ("added", "removed"):
+        raise ValueError(f"action must be added or removed, got {action!r}")
     if transition < 0:
         raise ValueError(f"transition must be >= 0, got {transition}")
     return str(uuid.uuid5(_NAMESPACE, f"{owner_id}|{tag}|{action}|{transition}"))
+
+
+# uuid5(NAMESPACE_URL, "https://vehicle-ingest/cdp/moment"), written out for the same reason.
+_MOMENT_NAMESPACE = uuid.UUID("8135996c-7c08-5cef-9b58-be1745480ea4")
+
+
+def moment_message_id(owner_id: str, moment: str, vin: str, seq: int) -> str:
+    """The message id of `moment` fired for `owner_id` by message `seq` of `vin`.
+
+    A redelivered message (a crash between its insert and the outbox write) fires again with
+    the same id, which the outbox and the CDP deduplicate: a moment is sent once.
+    """
+    return str(uuid.uuid5(_MOMENT_NAMESPACE, f"{owner_id}|{moment}|{vin}|{seq}"))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Segment HTTP tracking API (`/v1/batch`): one identify + one track per tag change.
+"""Segment HTTP tracking API (`/v1/batch`): one identify + one track per tag change, one track per moment.
 
 The same wire format is accepted by RudderStack, Customer.io and other
 Segment-compatible CDPs. Limits from the Segment spec, counted on the compact
@@ -22,6 +22,7 @@ __all__ = ["MAX_BATCH_BYTES", "MAX_MESSAGE_BYTES", "SegmentSink", "segment_messa
 MAX_MESSAGE_BYTES = 32_000
 MAX_BATCH_BYTES = 500_000
 _EVENTS = {"added": "Tag Added", "removed": "Tag Removed"}
+_MOMENT_EVENT = "Moment Fired"
 _CONTEXT = {"library": {"name": "vehicle-ingest", "version": __version__}}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -40,6 +41,10 @@ class SegmentSink(HttpSink):
 def segment_messages(change: TagChange, sink: str = "segment") -> list[bytes]:
     """The encoded identify and track messages of one change, each within MAX_MESSAGE_BYTES."""
     common = {"userId": change.owner_id, "timestamp": _iso(change.at_ms), "context": _CONTEXT}
+    if change.action == "fired":  # a moment: an event, not a profile change, so no identify
+        track = {"type": "track", "messageId": change.message_id, "event": _MOMENT_EVENT, **common}
+        track["properties"] = {**change.evidence, "moment": change.tag}
+        return [_fit(track, "properties", "evidence_truncated", {"moment"}, sink)]
     identify = {"type": "identify", "messageId": f"{change.message_id}-identify", **common, "traits": change.traits}
     properties = {**change.evidence, "tag": change.tag}
     track = {"type": "track", "messageId": change.message_id, "event": _EVENTS[change.action], **common}

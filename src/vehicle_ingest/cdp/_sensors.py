@@ -4,6 +4,7 @@ Mapping (also in schemas/CDP.md):
 - added   -> `profile_set`   {"tag_<tag>": true, **evidence}
 - removed -> `profile_unset` {"tag_<tag>": true}  (Sensors SDKs send `true` as
   the value of each property to unset; only the key matters)
+- fired (a moment) -> `track` event `moment_fired` {"moment": "<moment id>", **evidence}
 - `<tag>` and evidence keys have every character outside [A-Za-z0-9_] replaced
   by "_" (`adoption.voice.never_used` -> `tag_adoption_voice_never_used`),
   because Sensors property names must be identifiers.
@@ -35,6 +36,16 @@ class SensorsSink(HttpSink):
 
 
 def sensors_record(change: TagChange, project: str) -> dict[str, Any]:
+    if change.action == "fired":  # a moment: an event on the owner's timeline
+        return {
+            "type": "track",
+            "event": "moment_fired",
+            "distinct_id": change.owner_id,
+            "time": change.at_ms,
+            "properties": {**{_identifier(k): v for k, v in change.evidence.items()}, "moment": change.tag},
+            "project": project,
+            "_track_id": track_id(change.message_id),
+        }
     prop = tag_property(change.tag)
     if change.action == "added":
         kind = "profile_set"
