@@ -45,7 +45,17 @@ def test_hysteresis_fires_once_per_crossing():
 
 @pytest.mark.parametrize(
     "rule",
-    ["value < 11.8", "value / 2 > 3 or not value == 4", "1 < value <= 5", "-value * 2 + 1 != 3", "value / 0 > 1"],
+    [
+        "value < 11.8",
+        "value / 2 > 3 or not value == 4",
+        "1 < value <= 5",
+        "-value * 2 + 1 != 3",
+        "value / 0 > 1",
+        # A term without `value` is one truth value for the whole column (raised ValueError before).
+        "value > 3 and 2 > 1",
+        "value > 11 or 1 > 2",
+        "2 > 1 < value",
+    ],
 )
 def test_condition_mask_agrees_with_the_rule_language(rule):
     parsed = parse_rule(rule, {"value"}, "t")

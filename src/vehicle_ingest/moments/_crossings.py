@@ -10,6 +10,7 @@ re-arm condition while disarmed arms it again. `crossings_numba` is the fast pat
 from __future__ import annotations
 
 import ast
+from functools import reduce
 
 import numpy as np
 from numba import njit
@@ -61,19 +62,21 @@ def condition_mask(rule: Rule | None, value: np.ndarray) -> np.ndarray:
 
 
 def _eval(node: ast.expr, value: np.ndarray) -> np.ndarray | float:
+    # Terms combine pairwise, so a constant term (`2 > 1`) broadcasts against the column; a ufunc's
+    # reduce would first make one array of them and fail on the mixed shapes.
     match node:
         case ast.BoolOp(op=ast.And(), values=values):
-            return np.logical_and.reduce([_eval(v, value) for v in values])
+            return reduce(np.logical_and, [_eval(v, value) for v in values])
         case ast.BoolOp(op=ast.Or(), values=values):
-            return np.logical_or.reduce([_eval(v, value) for v in values])
+            return reduce(np.logical_or, [_eval(v, value) for v in values])
         case ast.UnaryOp(op=ast.Not(), operand=operand):
             return np.logical_not(_eval(operand, value))
         case ast.UnaryOp(op=ast.USub(), operand=operand):
             return -_eval(operand, value)
         case ast.Compare(left=left, ops=ops, comparators=rights):
             terms = [_eval(left, value), *(_eval(r, value) for r in rights)]
-            return np.logical_and.reduce(
-                [_COMPARE[type(op)](a, b) for op, a, b in zip(ops, terms, terms[1:], strict=False)]
+            return reduce(
+                np.logical_and, [_COMPARE[type(op)](a, b) for op, a, b in zip(ops, terms, terms[1:], strict=False)]
             )
         case ast.BinOp(left=left, op=ast.Div(), right=right):
             b = _eval(right, value)
@@ -82,7 +85,7 @@ def _eval(node: ast.expr, value: np.ndarray) -> np.ndarray | float:
             return _ARITH[type(op)](_eval(left, value), _eval(right, value))
         case ast.Name():
             return value  # parse_rule allowed no other name
-        case ast.Constant(value=constant):
+        case ast.Constant(value=int() | float() as constant):  # parse_rule allowed no other constant
             return float(constant)
     raise AssertionError(f"unchecked node {node!r}")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from vehicle_ingest.moments._definitions import MomentDefinition
 from vehicle_ingest.storage import Store
@@ -21,6 +22,7 @@ __all__ = ["LOOKBACK_MS", "ChannelKey", "fired_history", "last_crossings", "owne
 # (a channel silent for this long starts armed). Moments that never re-arm read all history.
 LOOKBACK_MS = 30 * 86_400_000
 _CHUNK = 2000  # VINs per statement: they travel in the query text (max_query_size)
+_Last = dict[tuple[str, int, int], tuple[int, int]]  # what last_crossings returns
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,8 +66,9 @@ def _before(column: str) -> str:
     )
 
 
-def _signal_rows(store: Store, moments: list[tuple[int, MomentDefinition]], params: dict, out: dict) -> None:
-    columns, sources = [], set()
+def _signal_rows(store: Store, moments: list[tuple[int, MomentDefinition]], params: dict[str, Any], out: _Last) -> None:
+    columns: list[str] = []
+    sources: set[int] = set()
     for _, m in moments:
         assert m.fire is not None
         ids = ", ".join(str(s) for s in m.signal_ids)
@@ -85,7 +88,7 @@ def _signal_rows(store: Store, moments: list[tuple[int, MomentDefinition]], para
                 out[(str(vin), i, int(sid))] = (int(last[2 * j]), int(last[2 * j + 1]))
 
 
-def _event_rows(store: Store, moments: list[tuple[int, MomentDefinition]], params: dict, out: dict) -> None:
+def _event_rows(store: Store, moments: list[tuple[int, MomentDefinition]], params: dict[str, Any], out: _Last) -> None:
     ids = sorted({int(m.event_id) for _, m in moments if m.event_id is not None})
     sql = (
         f"SELECT toString(vin), event_id, {_ms('max(ts)')} FROM events"
