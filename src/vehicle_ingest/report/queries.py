@@ -243,7 +243,7 @@ def _tags_over_time(store: Queryable, as_of_ms: int, days: np.ndarray) -> Daily:
             SELECT tag, at, toInt8(action = 'added') - lagInFrame(toInt8(action = 'added'), 1, toInt8(0)) OVER (
                 PARTITION BY owner_id, tag ORDER BY transition, enqueued_at
                 ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS delta
-            FROM tag_history FINAL WHERE at <= {_AS_OF}
+            FROM tag_history FINAL WHERE at <= {_AS_OF} AND action IN ('added', 'removed')  -- not moments ('fired')
         ) GROUP BY tag, day ORDER BY tag, day
     """
     deltas: dict[str, list[tuple[Any, ...]]] = {}
