@@ -4,6 +4,8 @@ Mapping (also in schemas/CDP.md):
 - added   -> `profile_set`   {"tag_<tag>": true, **evidence}
 - removed -> `profile_unset` {"tag_<tag>": true}  (Sensors SDKs send `true` as
   the value of each property to unset; only the key matters)
+- a change of an owner held out of the tag (tags.toml `holdout`) also sets / unsets
+  `tag_<tag>_holdout`, so a Sensors audience can leave them out
 - `<tag>` and evidence keys have every character outside [A-Za-z0-9_] replaced
   by "_" (`adoption.voice.never_used` -> `tag_adoption_voice_never_used`),
   because Sensors property names must be identifiers.
@@ -36,12 +38,13 @@ class SensorsSink(HttpSink):
 
 def sensors_record(change: TagChange, project: str) -> dict[str, Any]:
     prop = tag_property(change.tag)
+    held = {f"{prop}_holdout": True} if change.holdout else {}
     if change.action == "added":
         kind = "profile_set"
-        properties = {**{_identifier(k): v for k, v in change.evidence.items()}, prop: True}
+        properties = {**{_identifier(k): v for k, v in change.evidence.items()}, prop: True, **held}
     else:
         kind = "profile_unset"
-        properties = {prop: True}
+        properties = {prop: True, **held}
     return {
         "type": kind,
         "distinct_id": change.owner_id,
