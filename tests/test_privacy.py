@@ -162,7 +162,8 @@ def _fleet_loaded(store: Store, tmp_path: Path) -> None:
     for owner, message_id in owners:
         quarantine.add("segment:http://cdp.test", message_id, "400", f"bad traits for {owner}")
     # Every owner was reached by a campaign (the marketing side's exposures, keyed by owner id).
-    save_exposures(store, [Exposure(f"x-{o}", o, "voice_tutorial", "", "Campaign Exposed", "segment", end) for o, _ in owners])
+    reached = [Exposure(f"x-{o}", o, "voice_tutorial", "", "Campaign Exposed", "segment", end) for o, _ in owners]
+    save_exposures(store, reached)
 
 
 # The target's rows, found without erase's own machinery (erase_targets): a test of it must not trust it.

@@ -13,8 +13,8 @@ Accepted shapes (schemas/CDP.md, "Exposures coming back"):
   message id, so the identity is a hash of what identifies a record (distinct_id, event, time,
   `_track_id`, campaign): a redelivered record gets the same one.
 - Our own flat rows (`vehicle-ingest exposures FILE`, or `{"exposures": [...]}` over HTTP): `owner_id`,
-  `campaign_id`, `exposed_at` (ISO 8601, UTC without an offset, or Unix ms), optional `variant` and
-  `message_id` (without one: a hash of the row, so loading a file twice stores it once).
+  `campaign_id`, `exposed_at` (ISO 8601, UTC without an offset, or Unix ms), optional `variant`, `event`
+  and `message_id` (without one: a hash of the row, so loading a file twice stores it once).
 
 Every id is text of 1 to 256 characters with no control, separator or invisible character, neither
 starting nor ending with a space: the owner-id rules of vehicle_ingest.owners. A moment must lie
@@ -53,7 +53,7 @@ _FIRST_MS = 946_684_800_000  # 2000-01-01
 _AHEAD_MS = 86_400_000  # clock skew a sender may have
 _CAMPAIGN_KEYS = ("campaign_id", "experiment_id")
 _VARIANT_KEYS = ("variant", "variation_id", "variation_name")
-_FLAT_KEYS = frozenset({"message_id", "owner_id", "campaign_id", "variant", "exposed_at"})
+_FLAT_KEYS = frozenset({"message_id", "owner_id", "campaign_id", "variant", "exposed_at", "event"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +65,17 @@ class Exposure:
     event: str
     source: str  # "segment" | "sensors" | "file"
     exposed_at_ms: int
+
+    def to_row(self) -> dict[str, Any]:
+        """As a flat row (`{"exposures": [...]}`), which parses back to the same exposure."""
+        return {
+            "message_id": self.message_id,
+            "owner_id": self.owner_id,
+            "campaign_id": self.campaign_id,
+            "variant": self.variant,
+            "event": self.event,
+            "exposed_at": self.exposed_at_ms,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,8 +198,9 @@ def _flat(row: Mapping[str, Any], now_ms: int) -> Exposure:
     variant = _identifier(row.get("variant"), "variant", required=False)
     at = _moment_ms(row.get("exposed_at"), "exposed_at", now_ms)
     message_id = _identifier(row.get("message_id"), "message_id", required=False)
+    event = _identifier(row.get("event"), "event", required=False)
     message_id = message_id or "file:" + _digest(owner, campaign, variant, at)
-    return Exposure(message_id, owner, campaign, variant, "", "file", at)
+    return Exposure(message_id, owner, campaign, variant, event, "file", at)
 
 
 def _one(item: Any, names: frozenset[str], now_ms: int) -> Exposure:
