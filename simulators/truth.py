@@ -8,6 +8,8 @@ are the same definitions the engine runs, evaluated with `Rule.holds`.
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -89,9 +91,18 @@ def _usage_features(use: dict[str, set[int]], charging: dict[tuple[int, str], in
     return out
 
 
-def _maintenance(vehicles: list[VehicleTruth]) -> dict[str, Any]:
+def _value_at(vehicle: VehicleTruth, path: str, as_of_ms: int) -> float | None:
+    """The vehicle's latest report of `path` at `as_of_ms` (its full history where kept, else the last one sent)."""
+    history = vehicle.history.get(path)
+    if history is None:
+        return vehicle.latest[path][1] if path in vehicle.latest and vehicle.latest[path][0] <= as_of_ms else None
+    i = bisect.bisect_right(history, (as_of_ms, math.inf))
+    return history[i - 1][1] if i else None
+
+
+def _maintenance(vehicles: list[VehicleTruth], as_of_ms: int) -> dict[str, Any]:
     def lowest(paths: list[str]) -> float | None:
-        values = [v.latest[p][1] for v in vehicles for p in paths if p in v.latest]
+        values = [x for v in vehicles for p in paths if (x := _value_at(v, p, as_of_ms)) is not None]
         return min(values) if values else None
 
     service_s = lowest(_MAINTENANCE["service_s"])
@@ -127,7 +138,7 @@ def owner_features(fleet: Fleet, as_of_ms: int) -> dict[str, dict[str, Any]]:
         last_end = f.pop("last_end")
         f["days_since_last_trip"] = f["owned_days"] if last_end is None else (as_of_ms - last_end) / DAY_MS
         f.update(_usage_features(use[owner], charging[owner], as_of_ms))
-        f.update(_maintenance([by_vin[vin] for vin, o in owners.current.items() if o == owner]))
+        f.update(_maintenance([by_vin[vin] for vin, o in owners.current.items() if o == owner], as_of_ms))
         result[owner] = f
     return result
 
