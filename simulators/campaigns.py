@@ -51,7 +51,7 @@ __all__ = ["CYCLE_DAYS", "DEFAULT_PLAN", "EXPOSURE_EVENT", "CampaignFleet", "Sen
 HOUR_MS = 3_600_000
 # From the first send until the last window closes, the tag engine runs every CYCLE_DAYS simulated days and on
 # every send day: a tag outcome is seen at that resolution, by the engine as by the truth.
-CYCLE_DAYS = 4
+CYCLE_DAYS = 8
 EXPOSURE_EVENT = "Campaign Exposed"
 _NO_END = 2**62
 _NAMESPACE = uuid.UUID("5b0d3e51-6c41-4bb0-9c1f-4f3a2d9e7a11")  # the simulated CDP's message ids

@@ -26,7 +26,13 @@ from vehicle_ingest.campaigns.exposures import (
     parse_exposure_file,
     parse_exposure_rows,
 )
-from vehicle_ingest.campaigns.uplift import CampaignRow, campaign_result, campaign_results, campaign_rows
+from vehicle_ingest.campaigns.uplift import (
+    CampaignRow,
+    Measurement,
+    campaign_result,
+    campaign_results,
+    measure_campaign,
+)
 
 __all__ = [
     "DEFAULT_EXPOSURE_EVENTS",
@@ -34,15 +40,16 @@ __all__ = [
     "CampaignDefinition",
     "CampaignRow",
     "Exposure",
+    "Measurement",
     "Outcome",
     "ParsedExposures",
     "Refusal",
     "SavedExposures",
     "campaign_result",
     "campaign_results",
-    "campaign_rows",
     "default_campaigns_path",
     "load_campaign_definitions",
+    "measure_campaign",
     "parse_exposure_body",
     "parse_exposure_file",
     "parse_exposure_rows",

@@ -11,8 +11,9 @@ plain Python and compares):
 - control: owners with a held-out stint that overlaps the campaign's run (its first to its last first
   exposure); anchor = the later of the stint's start and the campaign's first exposure (the earliest
   moment the owner could have been reached). A held-out owner who was exposed all the same stays in
-  control (intention to treat) and is marked `exposed`.
-- outside: exposed owners whose exposure fell in no stint (not in the audience then); reported, not compared.
+  control (intention to treat) and is marked `exposed`. An owner treated in one stint is never control.
+- outside: exposed owners who are neither (their first exposure fell in no stint: not in the audience
+  then); reported, not compared.
 - complete: the window [anchor, anchor + window] has ended by the as-of instant; only those compare.
 - outcome (window W after the anchor): a tag `lost`/`gained` = a `removed`/`added` change of it in
   (anchor, anchor + W]; `km`/`trips` = trips starting in (anchor, anchor + W] (minus the W before,
@@ -28,7 +29,7 @@ from typing import Any
 
 from vehicle_ingest.campaigns.definitions import CampaignDefinition
 
-__all__ = ["campaign_rows_sql", "campaign_sql_parameters", "campaign_summary_sql"]
+__all__ = ["campaign_rows_sql", "campaign_sql_parameters"]
 
 _DAY_MS = 86_400_000
 _NEVER = 9_223_372_036_854_775_807  # Int64 max: a stint still open
@@ -58,16 +59,18 @@ exposed_in AS (
     GROUP BY e.owner_id, e.first
 ),
 span AS (SELECT min(first) AS start, max(first) AS stop FROM exposed),
-units AS (
-    SELECT owner_id, if(holdout = 0, 'treated', 'outside') AS grp, first AS anchor, toUInt8(1) AS exposed
-    FROM exposed_in WHERE holdout != 1
-    UNION ALL
-    SELECT s.owner_id, 'control', min(greatest(s.entered, sp.start)),
-           toUInt8(s.owner_id IN (SELECT owner_id FROM exposed_in WHERE holdout = 1))
+control AS (
+    SELECT s.owner_id AS owner_id, min(greatest(s.entered, sp.start)) AS anchor
     FROM stints AS s CROSS JOIN span AS sp
     WHERE s.holdout = 1 AND s.entered <= sp.stop AND s.left > sp.start
       AND s.owner_id NOT IN (SELECT owner_id FROM exposed_in WHERE holdout = 0)
     GROUP BY s.owner_id
+),
+units AS (
+    SELECT owner_id, if(holdout = 0, 'treated', 'outside') AS grp, first AS anchor, toUInt8(1) AS exposed
+    FROM exposed_in WHERE holdout = 0 OR (holdout = -1 AND owner_id NOT IN (SELECT owner_id FROM control))
+    UNION ALL
+    SELECT owner_id, 'control', anchor, toUInt8(owner_id IN (SELECT owner_id FROM exposed_in)) FROM control
 )"""
 
 _TAG_FACTS = f"""
@@ -119,29 +122,26 @@ def _outcome_expression(campaign: CampaignDefinition, after: str, before: str) -
 
 
 def campaign_rows_sql(campaign: CampaignDefinition) -> str:
-    """SELECT owner_id, grp, anchor, exposed, complete, outcome: one row per compared (or outside) owner."""
+    """SELECT owner_id, grp, anchor, exposed, complete, outcome, uplift: one row per compared (or outside) owner.
+
+    `uplift` (the same on every row) is the comparison itself: the mean outcome of the treated minus that of
+    the control, over complete windows (nan when a group is empty).
+    """
     facts, after, before = _facts_and_measure(campaign)
     return f"""
 WITH {_UNITS},
 {facts}
-SELECT u.owner_id AS owner_id, u.grp AS grp, u.anchor AS anchor, u.exposed AS exposed,
-       toUInt8(u.anchor + {{w:Int64}} <= {{T:Int64}}) AS complete,
-       {_outcome_expression(campaign, after, before)} AS outcome
-FROM units AS u
-LEFT JOIN (SELECT * FROM facts WHERE owner_id IN (SELECT owner_id FROM units)) AS f ON f.owner_id = u.owner_id
-GROUP BY u.owner_id, u.grp, u.anchor, u.exposed
+SELECT *, avgIf(outcome, grp = 'treated' AND complete = 1) OVER ()
+          - avgIf(outcome, grp = 'control' AND complete = 1) OVER () AS uplift
+FROM (
+    SELECT u.owner_id AS owner_id, u.grp AS grp, u.anchor AS anchor, u.exposed AS exposed,
+           toUInt8(u.anchor + {{w:Int64}} <= {{T:Int64}}) AS complete,
+           {_outcome_expression(campaign, after, before)} AS outcome
+    FROM units AS u
+    LEFT JOIN (SELECT * FROM facts WHERE owner_id IN (SELECT owner_id FROM units)) AS f ON f.owner_id = u.owner_id
+    GROUP BY u.owner_id, u.grp, u.anchor, u.exposed
+)
 ORDER BY grp, owner_id
-"""
-
-
-def campaign_summary_sql(campaign: CampaignDefinition) -> str:
-    """The comparison itself, computed by the store from the rows above (complete windows only)."""
-    return f"""
-SELECT countIf(grp = 'treated') AS treated, countIf(grp = 'control') AS control,
-       sumIf(outcome, grp = 'treated') AS treated_sum, sumIf(outcome, grp = 'control') AS control_sum,
-       avgIf(outcome, grp = 'treated') AS treated_mean, avgIf(outcome, grp = 'control') AS control_mean,
-       treated_mean - control_mean AS uplift
-FROM ({campaign_rows_sql(campaign)}) WHERE complete = 1 AND grp IN ('treated', 'control')
 """
 
 

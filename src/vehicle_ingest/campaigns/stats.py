@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -64,12 +65,20 @@ def _warning(treated: int, control: int, uplift: Uplift) -> str | None:
     return None
 
 
-def _rate_mde(control_rate: float, treated: int, control: int) -> float | None:
-    from statsmodels.stats.power import NormalIndPower
+@functools.lru_cache(maxsize=1024)
+def _detectable_size(treated: int, control: int, means: bool) -> float:
+    """The standardised effect (Cohen's h for rates, d for means) detectable with these groups: a root search,
+    which depends on the group sizes alone, so it is remembered."""
+    from statsmodels.stats.power import NormalIndPower, TTestIndPower
 
-    h = NormalIndPower().solve_power(None, nobs1=treated, alpha=ALPHA, power=POWER, ratio=control / treated)
+    analysis = TTestIndPower() if means else NormalIndPower()
+    return float(analysis.solve_power(None, nobs1=treated, alpha=ALPHA, power=POWER, ratio=control / treated))
+
+
+def _rate_mde(control_rate: float, treated: int, control: int) -> float | None:
+    h = _detectable_size(treated, control, means=False)
     # Back from Cohen's h (2 asin sqrt p1 - 2 asin sqrt p0) to points of rate above the control's.
-    angle = math.asin(math.sqrt(control_rate)) + float(h) / 2
+    angle = math.asin(math.sqrt(control_rate)) + h / 2
     return _finite(math.sin(min(angle, math.pi / 2)) ** 2 - control_rate)
 
 
@@ -104,7 +113,6 @@ def mean_uplift(treated_values: Sequence[float], control_values: Sequence[float]
         uplift = None if means[0] is None or means[1] is None else means[0] - means[1]
         empty = Uplift(*means, uplift, _relative(uplift, means[1]), None, None, None, None, None)
         return _with_warning(empty, len(t), len(c))
-    from statsmodels.stats.power import TTestIndPower
     from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
     compare = CompareMeans(DescrStatsW(t), DescrStatsW(c))
@@ -113,7 +121,7 @@ def mean_uplift(treated_values: Sequence[float], control_values: Sequence[float]
         low, high = compare.tconfint_diff(alpha=ALPHA, usevar="unequal")
         _, p_value, _ = compare.ttest_ind(usevar="unequal")
         pooled = math.sqrt((t.var(ddof=1) + c.var(ddof=1)) / 2)
-        d = TTestIndPower().solve_power(None, nobs1=len(t), alpha=ALPHA, power=POWER, ratio=len(c) / len(t))
+        d = _detectable_size(len(t), len(c), means=True)
     uplift = float(t.mean() - c.mean())
     result = Uplift(
         means[0], means[1], uplift, _relative(uplift, means[1]), _finite(low), _finite(high), _finite(p_value),

@@ -12,12 +12,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from vehicle_ingest.campaigns._sql import campaign_rows_sql, campaign_sql_parameters, campaign_summary_sql
+from vehicle_ingest.campaigns._sql import campaign_rows_sql, campaign_sql_parameters
 from vehicle_ingest.campaigns.definitions import CampaignDefinition
 from vehicle_ingest.campaigns.stats import Uplift, mean_uplift, rate_uplift
 from vehicle_ingest.reads import Queryable
 
-__all__ = ["CampaignRow", "campaign_result", "campaign_results", "campaign_rows", "campaign_summary"]
+__all__ = ["CampaignRow", "Measurement", "campaign_result", "campaign_results", "measure_campaign"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,51 +30,45 @@ class CampaignRow:
     outcome: float  # 1.0 / 0.0 for a rate, the number for a mean
 
 
-def campaign_rows(reader: Queryable, campaign: CampaignDefinition, as_of_ms: int) -> list[CampaignRow]:
-    rows = reader.rows(campaign_rows_sql(campaign), campaign_sql_parameters(campaign, as_of_ms))
-    return [CampaignRow(str(o), str(g), int(a), bool(e), bool(c), float(y)) for o, g, a, e, c, y in rows]
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    rows: list[CampaignRow]
+    uplift: float | None  # as the store computed it: treated minus control mean outcome, complete windows
+
+    def compared(self, group: str) -> list[float]:
+        return [r.outcome for r in self.rows if r.group == group and r.complete]
 
 
-def campaign_summary(reader: Queryable, campaign: CampaignDefinition, as_of_ms: int) -> dict[str, Any]:
-    """The store's own comparison: group sizes, outcome sums and means, and the uplift (None when undefined)."""
-    names, rows = reader.query(campaign_summary_sql(campaign), campaign_sql_parameters(campaign, as_of_ms))
-    return {n: _number(v) for n, v in zip(names, rows[0], strict=True)}
+def measure_campaign(reader: Queryable, campaign: CampaignDefinition, as_of_ms: int) -> Measurement:
+    found = reader.rows(campaign_rows_sql(campaign), campaign_sql_parameters(campaign, as_of_ms))
+    rows = [CampaignRow(str(o), str(g), int(a), bool(e), bool(c), float(y)) for o, g, a, e, c, y, _ in found]
+    uplift = float(found[0][6]) if found else math.nan
+    return Measurement(rows, uplift if math.isfinite(uplift) else None)
 
 
-def _number(value: Any) -> float | int | None:
-    if isinstance(value, int):
-        return value
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _statistics(campaign: CampaignDefinition, summary: dict[str, Any], rows: list[CampaignRow]) -> Uplift:
+def _statistics(campaign: CampaignDefinition, m: Measurement) -> Uplift:
+    treated, control = m.compared("treated"), m.compared("control")
     if campaign.outcome.binary:
-        successes = (round(summary["treated_sum"] or 0), round(summary["control_sum"] or 0))
-        return rate_uplift(successes[0], summary["treated"], successes[1], summary["control"])
-    compared = [r for r in rows if r.complete]
-    return mean_uplift(
-        [r.outcome for r in compared if r.group == "treated"], [r.outcome for r in compared if r.group == "control"]
-    )
+        return rate_uplift(round(sum(treated)), len(treated), round(sum(control)), len(control))
+    return mean_uplift(treated, control)
 
 
 def campaign_result(reader: Queryable, campaign: CampaignDefinition, as_of_ms: int) -> dict[str, Any]:
-    rows = campaign_rows(reader, campaign, as_of_ms)
-    summary = campaign_summary(reader, campaign, as_of_ms)
-    stats = asdict(_statistics(campaign, summary, rows))
-    stats["uplift"] = summary["uplift"]  # the store's figure; statsmodels' own agrees to the last digits
+    m = measure_campaign(reader, campaign, as_of_ms)
+    stats = asdict(_statistics(campaign, m))
+    stats["uplift"] = m.uplift  # the store's figure; statsmodels' side agrees to the last digits
     return {
         "campaign": campaign.id,
         "audience": campaign.audience,
         "outcome": campaign.outcome.describe(campaign.window_days),
         "metric": "rate" if campaign.outcome.binary else "mean",
         "window_days": campaign.window_days,
-        "treated": summary["treated"],
-        "control": summary["control"],
+        "treated": len(m.compared("treated")),
+        "control": len(m.compared("control")),
         **stats,
-        "holdout_exposed": sum(1 for r in rows if r.group == "control" and r.exposed),
-        "outside_audience": sum(1 for r in rows if r.group == "outside"),
-        "pending": sum(1 for r in rows if r.group != "outside" and not r.complete),
+        "holdout_exposed": sum(1 for r in m.rows if r.group == "control" and r.exposed),
+        "outside_audience": sum(1 for r in m.rows if r.group == "outside"),
+        "pending": sum(1 for r in m.rows if r.group != "outside" and not r.complete),
     }
 
 
