@@ -43,7 +43,7 @@ from vehicle_ingest.simulators.fleet import (
     simulate_fleet,
     simulate_vehicle,
 )
-from vehicle_ingest.simulators.truth import owner_features
+from vehicle_ingest.simulators.truth import owner_features, seen_before
 from vehicle_ingest.tags.definitions import TagDefinition
 
 __all__ = ["CYCLE_DAYS", "DEFAULT_PLAN", "EXPOSURE_EVENT", "CampaignFleet", "Sent", "SimCampaign"]
@@ -162,7 +162,7 @@ class CampaignFleet:
         definition = self._definitions[campaign.id]
         tag, t = self._tags[definition.audience], self._send_at[campaign.id]
         sent = Sent(campaign, definition, t)
-        features = owner_features(self.fleet, t - 1)  # what the store holds at the cycle: all sent before t
+        features = owner_features(seen_before(self.fleet, t), t)  # what the store holds at the cycle
         audience = sorted(o for o, f in features.items() if tag.rule.holds(f))
         rng = np.random.default_rng([self.spec.seed, 7919, k])
         world: dict[int, list[Effect]] = defaultdict(list)
@@ -299,7 +299,7 @@ class _Outcomes:
 
     def _held(self, owner: str, cycle: int) -> bool:
         if cycle not in self._features:
-            self._features[cycle] = owner_features(self._fleet, cycle - 1)
+            self._features[cycle] = owner_features(seen_before(self._fleet, cycle), cycle)
         assert self._tag is not None
         return self._tag.rule.holds(self._features[cycle].get(owner, {}))
 

@@ -9,6 +9,7 @@ are the same definitions the engine runs, evaluated with `Rule.holds`.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -19,7 +20,7 @@ from vehicle_ingest.owners import Ownership
 from vehicle_ingest.simulators.fleet import DAY_MS, Fleet, TripTruth, VehicleTruth
 from vehicle_ingest.tags.definitions import COCKPIT_FEATURES, TagDefinition
 
-__all__ = ["owner_features", "truth_document", "truth_tags"]
+__all__ = ["owner_features", "seen_before", "truth_document", "truth_tags"]
 
 _D28, _D56 = 28 * DAY_MS, 56 * DAY_MS
 _MAINTENANCE = {
@@ -112,6 +113,28 @@ def _maintenance(vehicles: list[VehicleTruth], as_of_ms: int) -> dict[str, Any]:
         "tyre_kpa_min": lowest(_MAINTENANCE["tyre_kpa_min"]),
         "battery_12v_min": lowest(_MAINTENANCE["battery_12v_min"]),
     }
+
+
+def seen_before(fleet: Fleet, at_ms: int) -> Fleet:
+    """The fleet as a store holds it when everything sent before `at_ms` (a midnight) is in, and nothing after.
+
+    A tag cycle run as of midnight while the rest is still on its way sees that: trips, days of use and
+    reports before it. (Evaluating the whole record as of the instant would count the coming day's use.)
+    One approximation: a charging session counts on its start day, though its events are sent when it ends
+    (up to 4 h later); a session across midnight is seen one cycle later by the store than here.
+    """
+    first_day = at_ms // DAY_MS
+
+    def before(v: VehicleTruth) -> VehicleTruth:
+        return dataclasses.replace(
+            v,
+            trips=[x for x in v.trips if x.end_ms < at_ms],
+            use_days={f: {d for d in days if d < first_day} for f, days in v.use_days.items()},
+            charging={k: n for k, n in v.charging.items() if k[0] < first_day},
+            history={p: [h for h in values if h[0] < at_ms] for p, values in v.history.items()},
+        )
+
+    return dataclasses.replace(fleet, messages=[], vehicles=[before(v) for v in fleet.vehicles])
 
 
 def owner_features(fleet: Fleet, as_of_ms: int) -> dict[str, dict[str, Any]]:

@@ -54,13 +54,15 @@ def _warning(treated: int, control: int, uplift: Uplift) -> str | None:
         missing = "treated" if treated == 0 else "held-out (control)"
         return f"no {missing} owners with a complete window yet: nothing to compare"
     mde = "an unknown" if uplift.mde is None else f"{uplift.mde:.3g}"
+    spans_zero = uplift.ci_low is None or uplift.ci_high is None or uplift.ci_low <= 0 <= uplift.ci_high
+    if not spans_zero:
+        return None  # told apart from zero: the groups were large enough for this effect
     if min(treated, control) < MIN_GROUP:
         return (
             f"groups too small to tell ({treated} treated, {control} control, fewer than {MIN_GROUP} in one):"
             f" only an uplift of about {mde} or more would likely show"
         )
-    spans_zero = uplift.ci_low is not None and uplift.ci_high is not None and uplift.ci_low <= 0 <= uplift.ci_high
-    if spans_zero and uplift.mde is not None and abs(uplift.uplift or 0.0) < uplift.mde:
+    if uplift.mde is not None and abs(uplift.uplift or 0.0) < uplift.mde:
         return f"no effect told apart from zero; with these groups an uplift under {mde} would likely go unseen"
     return None
 
