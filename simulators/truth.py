@@ -4,6 +4,13 @@ This is an independent, plain-Python statement of the owner features that
 `vehicle_ingest.tags.owner_features` computes in ClickHouse, applied to the
 simulator's own record (`VehicleTruth`) instead of the store. The tag rules
 are the same definitions the engine runs, evaluated with `Rule.holds`.
+
+With `simulate --campaigns` the truth document also has `"campaigns": {campaign_id: {"uplift", "treated",
+"control", "treated_outcome", "control_outcome", "treated_without_campaign", ...}}`. `uplift` is the
+average effect on the exposed: the mean, over the owners the campaign reached, of their outcome minus
+the outcome the same owners have when the fleet is run again without that campaign's effect (everything
+else, other campaigns included, unchanged); outcomes as schemas/campaigns.toml defines them, a tag
+outcome as the engine sees it at the simulation's tag cycles. simulators/campaigns.py says how.
 """
 
 from __future__ import annotations

@@ -78,16 +78,26 @@ def test_simulated_campaigns_true_uplift_lies_inside_the_intervals(broker, start
                       for c, t in truth["campaigns"].items()}))  # fmt: skip
     assert _request(gw, "/api/campaigns") == (200, measured)
 
-    _redelivered_exposures_change_nothing(gw, measured)
+    _redelivered_exposures_change_nothing(gw, measured, tmp_path)
     _hostile_requests_are_refused_with_a_reason(gw)
     _an_erased_owner_leaves_the_measurement(gw, measured)
 
 
-def _redelivered_exposures_change_nothing(gw, measured: dict) -> None:
+def _redelivered_exposures_change_nothing(gw, measured: dict, tmp_path) -> None:
     query = "SELECT message_id, owner_id, campaign_id, toUnixTimestamp64Milli(exposed_at) FROM exposures"
     rows = [{"message_id": m, "owner_id": o, "campaign_id": c, "exposed_at": int(t)} for m, o, c, t in _sql(gw, query)]
     status, answer = _request(gw, "/api/exposures", json.dumps({"exposures": rows + rows[::-1]}).encode())
     assert status == 200 and (answer["stored"], answer["duplicates"], answer["refused"]) == (0, 2 * len(rows), 0)
+    # The same as an export file, with one bad row: good rows go (as duplicates), the bad one is named, exit 1.
+    export = tmp_path / "exposures.csv"
+    lines = [f"{r['message_id']},{r['owner_id']},{r['campaign_id']},{r['exposed_at']}" for r in rows]
+    export.write_text("\n".join(["message_id,owner_id,campaign_id,exposed_at", *lines, "m-bad,owner-1,,0"]) + "\n")
+    loaded = subprocess.run(
+        [sys.executable, "-m", "vehicle_ingest.gateway.cli", "exposures", str(export), "--gateway", gw.url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert loaded.returncode == 1 and f"line {len(rows) + 2}: missing_campaign_id" in loaded.stderr
+    assert json.loads(loaded.stdout)["stored"] == 0 and json.loads(loaded.stdout)["duplicates"] == len(rows)
     assert _campaigns(gw) == measured
 
 
