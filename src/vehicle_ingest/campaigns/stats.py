@@ -32,7 +32,7 @@ class Uplift:
     treated_outcome: float | None  # rate or mean of the treated group
     control_outcome: float | None
     uplift: float | None  # treated minus control
-    relative_uplift: float | None  # uplift / control outcome (None when the control's is 0)
+    relative_uplift: float | None  # uplift / control outcome (None when the control's is 0 or below)
     ci_low: float | None
     ci_high: float | None
     p_value: float | None
@@ -46,7 +46,8 @@ def _finite(value: float) -> float | None:
 
 
 def _relative(uplift: float | None, control: float | None) -> float | None:
-    return None if uplift is None or not control else uplift / control
+    """Uplift as a share of the control's outcome; none against 0 or a negative baseline (a fall in km, say)."""
+    return None if uplift is None or control is None or control <= 0 else uplift / control
 
 
 def _warning(treated: int, control: int, uplift: Uplift) -> str | None:
