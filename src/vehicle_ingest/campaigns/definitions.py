@@ -40,6 +40,13 @@ class Outcome:
         """Success or not per owner (a rate); otherwise a number per owner (a mean)."""
         return self.kind != "feature" or self.at_least is not None
 
+    @property
+    def unit(self) -> str:
+        """What one owner's outcome counts: `rate` (yes / no), or km, trips, days."""
+        if self.binary:
+            return "rate"
+        return "days" if self.name.endswith("_days") else self.name
+
     def describe(self, window_days: int) -> str:
         within = f"within {window_days} days"
         if self.kind in ("lost", "gained"):

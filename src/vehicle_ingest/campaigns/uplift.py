@@ -62,6 +62,7 @@ def campaign_result(reader: Queryable, campaign: CampaignDefinition, as_of_ms: i
         "audience": campaign.audience,
         "outcome": campaign.outcome.describe(campaign.window_days),
         "metric": "rate" if campaign.outcome.binary else "mean",
+        "unit": campaign.outcome.unit,
         "window_days": campaign.window_days,
         "treated": len(m.compared("treated")),
         "control": len(m.compared("control")),

@@ -19,7 +19,7 @@ _GREEN, _RED, _GREY = "#16a34a", "#dc2626", "#6b7280"
 
 
 def _scale(result: Mapping[str, Any]) -> tuple[float, str]:
-    return (100.0, "points") if result["metric"] == "rate" else (1.0, "")
+    return (100.0, "points") if result["metric"] == "rate" else (1.0, str(result.get("unit", "")))
 
 
 def campaign_figures(result: Mapping[str, Any]) -> str:
@@ -57,8 +57,9 @@ def campaign_chart(results: Mapping[str, Mapping[str, Any]], path: Path) -> str:
         ax.axvline(0, color="#9ca3af", linewidth=1, linestyle="--")
         ax.set_yticks([])
         ax.grid(axis="y", visible=False)
-        ax.set_title(f"{campaign}: {r['outcome']}", fontsize=10)
+        ax.set_title(f"{campaign}: {r['outcome']}", fontsize=10, loc="left")
         note = f"{r['treated']} treated, {r['control']} held out"
+        ax.set_title(f"{campaign_figures(r)}   ({note})", fontsize=9, fontweight="normal", color="#374151", loc="right")
         if r.get("uplift") is not None:
             low = r["ci_low"] if r.get("ci_low") is not None else r["uplift"]
             high = r["ci_high"] if r.get("ci_high") is not None else r["uplift"]
@@ -66,10 +67,8 @@ def campaign_chart(results: Mapping[str, Mapping[str, Any]], path: Path) -> str:
             err = [[x - low * factor], [high * factor - x]]
             ax.errorbar([x], [0], xerr=err, fmt="o", color=_colour(r), capsize=6, markersize=7, linewidth=2)
             span = max(abs(low * factor), abs(high * factor), 1e-9)
-            ax.set_xlim(-1.25 * span, 1.25 * span)
-        ax.set_xlabel(f"uplift, {unit}" if unit else "uplift (treated minus held-out mean)", fontsize=9)
-        ax.text(1.0, 0.5, f"{campaign_figures(r)}\n{note}", transform=ax.transAxes, ha="right", va="center",
-                fontsize=9, color="#374151")  # fmt: skip
+            ax.set_xlim(-1.1 * span, 1.1 * span)
+        ax.set_xlabel(f"uplift, {unit} (treated minus held out)" if unit else "uplift (treated minus held out)")
     fig.savefig(path, format="svg", metadata={"Date": None})
     parts = "; ".join(f"{c}: {campaign_figures(r)}" for c, r in rows)
     return f"Uplift of each campaign with its 95 % interval (dashed line: no effect). {parts or 'No campaigns.'}"

@@ -117,7 +117,7 @@ def _campaign_rows(data: ReportData) -> str:
             _outcome(r, "treated_outcome"),
             _outcome(r, "control_outcome"),
             campaign_figures(r),
-            "—" if r.get("p_value") is None else f"{r['p_value']:.3f}",
+            "—" if r.get("p_value") is None else "< 0.001" if r["p_value"] < 0.001 else f"{r['p_value']:.3f}",
         )
         rows.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
         if r.get("warning"):
