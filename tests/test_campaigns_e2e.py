@@ -24,7 +24,11 @@ pytestmark = pytest.mark.integration
 TOKEN = "campaign-test-token-0123456789"
 MAX_BODY = 1_000_000
 
-FLEET = ("--vehicles", "40", "--duration", str(45 * 86400), "--sample-hz", "0.05", "--message-s", "1800", "--seed", "1")
+END = 1_767_225_600_000  # 2026-01-01: a fixed clock, so fleet, campaigns and intervals are the same every run
+FLEET = ("--vehicles", "40", "--duration", str(45 * 86400), "--sample-hz", "0.05", "--message-s", "1800", "--seed", "1",
+         "--end-ms", str(END))  # fmt: skip
+# The gateway takes data that old: accepted for ten years, raw location kept a day longer (as config check wants).
+OLD_DATA = ("--max-past-s", str(3650 * 86400), "--location-retention-days", "3651")
 
 
 def _campaigns(gw) -> dict:
@@ -58,7 +62,7 @@ def _sql(gw, query: str) -> list[list]:
 
 def test_simulated_campaigns_true_uplift_lies_inside_the_intervals(broker, start_gateway, tmp_path, monkeypatch):
     monkeypatch.setenv("VI_API_TOKEN", TOKEN)  # the gateway, `simulate` and `campaigns` all take it from there
-    gw = start_gateway(broker.url, "--tags-interval-s", "0", "--http-max-body-bytes", str(MAX_BODY))
+    gw = start_gateway(broker.url, "--tags-interval-s", "0", "--http-max-body-bytes", str(MAX_BODY), *OLD_DATA)
     truth = simulate(broker.url, tmp_path / "truth.json", *FLEET, "--campaigns", "--gateway", gw.url)
     assert truth["failed"] == 0 and set(truth["campaigns"]) == {"voice_tutorial", "service_reminder", "playlist_promo"}
 

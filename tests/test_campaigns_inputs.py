@@ -3,6 +3,7 @@ refused with a reason, campaign definitions, and the holdout flag on what goes o
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from vehicle_ingest.campaigns import (
     load_campaign_definitions,
     parse_exposure_body,
     parse_exposure_file,
+    parse_exposure_rows,
 )
 from vehicle_ingest.cdp import TagChange
 from vehicle_ingest.cdp._segment import segment_messages
@@ -97,6 +99,8 @@ def test_export_files_csv_and_json_rows_with_derived_ids(tmp_path: Path):
     from_json = parse_exposure_file(json.dumps(rows).encode(), NAMES, NOW)
     assert from_json.exposures == parsed.exposures  # same row, same derived id: loading twice stores it once
     assert parsed.exposures[0].message_id.startswith("file:")
+    named = dataclasses.replace(parsed.exposures[0], event="Campaign Exposed", source="file")
+    assert parse_exposure_rows([named.to_row()], NAMES, NOW).exposures == [named]  # what the CLI sends a gateway
     with pytest.raises(ValueError, match="exposed_at"):
         parse_exposure_file(b"owner_id,campaign_id\nowner-1,c\n", NAMES, NOW)
 

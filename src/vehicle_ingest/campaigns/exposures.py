@@ -208,6 +208,8 @@ def _one(item: Any, names: frozenset[str], now_ms: int) -> Exposure:
         raise _Bad("malformed", f"expected a JSON object, got {type(item).__name__}")
     if len(json.dumps(item, default=str).encode()) > MAX_EVENT_BYTES:
         raise _Bad("oversize", f"the event is larger than {MAX_EVENT_BYTES} bytes")
+    if "owner_id" in item:  # our own rows: neither Segment (userId) nor Sensors (distinct_id) has the key
+        return _flat(item, now_ms)
     if "event" in item or "type" in item or "distinct_id" in item:
         return _track(item, names, now_ms)
     if _FLAT_KEYS & set(item):
