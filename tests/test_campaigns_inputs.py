@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,20 @@ def test_a_held_out_owners_change_tells_the_cdp_so():
     assert TagChange.from_json(change.to_json()) == change
     reached = TagChange("m-2", "owner-2", "adoption.voice.never_used", "added", {}, {}, NOW)
     assert "holdout" not in json.loads(segment_messages(reached)[1])["properties"]  # absent: not held out
+
+
+@pytest.mark.parametrize(
+    ("holdout", "problem"),
+    [
+        ('[holdout.shares]\n"nope" = 0.1\n', "unknown tag id"),
+        ('[holdout.shares]\n"dormant" = 1.0\n', "from 0 up to"),
+        ('[holdout]\nsalt = ""\n', "salt"),
+    ],
+)
+def test_holdout_settings_in_tags_toml_are_checked(tmp_path, holdout, problem):
+    shipped = (Path(__file__).parents[1] / "schemas" / "tags.toml").read_text()
+    without = re.sub(r"^\[holdout\]$.*?(?=^\[features\]$)", "", shipped, count=1, flags=re.M | re.S)
+    path = tmp_path / "tags.toml"
+    path.write_text(without.replace("version = 1\n", "version = 1\n\n" + holdout, 1))
+    with pytest.raises(CatalogError, match=problem):
+        load_tag_definitions(path)
