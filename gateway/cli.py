@@ -77,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
     add_simulate_parser(sub)
     add_data_parsers(sub)
 
+    from vehicle_ingest.gateway.campaigns_cli import add_campaign_parsers
+
+    add_campaign_parsers(sub)
+
     demo = sub.add_parser("demo", help="broker + gateway + simulated fleet, then a summary")
     demo.add_argument("--vehicles", type=count, default=100, help="(default: %(default)s)")
     demo.add_argument("--duration", type=positive, default=60 * 86400.0, help="simulated seconds (default: 60 days)")

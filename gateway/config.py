@@ -250,6 +250,12 @@ class GatewayConfig:
         "Seconds a CDP request may take to connect, to send and between bytes of the answer; past that it counts"
         " as a `timeout` and the batch is retried with backoff (never quarantined).",
     )
+    exposure_events: str = _setting(
+        "Campaign Exposed,Experiment Viewed",
+        "cdp",
+        "Comma-separated event names that `POST /api/exposures` and `vehicle-ingest exposures` take as campaign"
+        ' exposures (Segment `track`, Sensors events); other events are ignored (schemas/CDP.md, "Exposures").',
+    )
     can_models: str = _setting(
         "",
         "can",
@@ -268,6 +274,11 @@ class GatewayConfig:
         digest = hashlib.blake2b(store.encode(), digest_size=4).hexdigest()
         host = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:32]
         return f"vehicle-ingest-{host}-{digest}"
+
+    @property
+    def exposure_names(self) -> tuple[str, ...]:
+        """`exposure_events` as names: split at commas, spaces around each trimmed."""
+        return tuple(n.strip() for n in self.exposure_events.split(",") if n.strip())
 
     def check(self) -> GatewayConfig:
         """Raise `ConfigErrors` with every value problem; return self when there is none."""
@@ -385,6 +396,8 @@ def _cdp_problems(c: GatewayConfig) -> list[ConfigError]:
             errors.append(ConfigError("cdp_urls", exc.problem))
     if len(set(names)) != len(names):
         errors.append(ConfigError("cdp_urls", f"two sinks have the same name {names}; add ?name=... to one URL"))
+    if not c.exposure_names:
+        errors.append(ConfigError("exposure_events", 'name at least one event, e.g. "Campaign Exposed"'))
     return errors
 
 

@@ -55,6 +55,10 @@ class Jobs:
         self.tag_lock = asyncio.Lock()  # the schedule, the API and erase never interleave their steps
         self.deliverer = self._deliverer() if config.cdp_urls.strip() else None
 
+    @property
+    def config(self) -> GatewayConfig:
+        return self._config
+
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)

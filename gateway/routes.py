@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from vehicle_ingest.cdp import Quarantine
 from vehicle_ingest.errors import ConfigError, ErasureIncompleteError, UnknownErasureTargetError
+from vehicle_ingest.gateway.campaign_routes import CampaignRoutes
 from vehicle_ingest.gateway.http import Handler, Response
 from vehicle_ingest.gateway.jobs import Jobs
 from vehicle_ingest.owners import Ownership, parse_registry, plan_registry, save_registry
@@ -68,6 +69,7 @@ class Routes:
         self._run_read = run_read
         self._readiness = readiness
         self._quarantine = Quarantine(store)
+        self._campaigns = CampaignRoutes(store, registry, jobs, run_store, run_read)
 
     def table(self) -> dict[tuple[str, str], Handler]:
         return {
@@ -87,6 +89,7 @@ class Routes:
             ("GET", "/api/cdp/quarantine"): self._quarantine_route,
             ("POST", "/api/cdp/quarantine"): self._quarantine_route,
             ("POST", "/api/cdp/release"): self._release_route,
+            **self._campaigns.table(),
         }
 
     async def _metrics_route(self, _body: bytes) -> Response:

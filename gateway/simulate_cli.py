@@ -55,6 +55,18 @@ def add_simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         default=os.environ.get("VI_MQTT_URL", "mqtt://127.0.0.1:1883"),
         help="the broker (env VI_MQTT_URL; default: %(default)s)",
     )
+    sim.add_argument(
+        "--campaigns",
+        action="store_true",
+        help="also run the marketing side (simulators/campaigns.py): load the owners, run the tag engine on chosen"
+        " days and post campaign exposures to --gateway as a CDP would; --truth gets each campaign's true uplift."
+        " Run that gateway with --tags-interval-s 0: this command decides when its tag cycles run",
+    )
+    sim.add_argument(
+        "--gateway",
+        default=os.environ.get("VI_GATEWAY_URL", "http://127.0.0.1:9108"),
+        help="the gateway's HTTP API, for --campaigns (env VI_GATEWAY_URL; default: %(default)s)",
+    )
     sim.add_argument("--quiet", action="store_true", help="no progress lines")
     add_receipt_flags(sim)
     sim.set_defaults(func=_simulate)
@@ -97,18 +109,10 @@ def _simulate_can(args: argparse.Namespace, end_ms: int) -> int:
     return _finish(totals.as_dict() | {"can": truth.as_dict()}, None, args, totals.failed)
 
 
-def _simulate(args: argparse.Namespace) -> int:
-    from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
-    from vehicle_ingest.moments import load_moment_definitions
-    from vehicle_ingest.owners import write_registry
-    from vehicle_ingest.simulators.fleet import FleetSpec, simulate_fleet
-    from vehicle_ingest.simulators.truth import truth_document
-    from vehicle_ingest.tags.definitions import load_tag_definitions
+def _spec(args: argparse.Namespace, end_ms: int) -> Any:
+    from vehicle_ingest.simulators.fleet import FleetSpec
 
-    end_ms = now_ms() if args.end_ms is None else args.end_ms
-    if args.can:
-        return _simulate_can(args, end_ms)
-    spec = FleetSpec(
+    return FleetSpec(
         vehicles=args.vehicles,
         start_ms=end_ms - int(args.duration * 1000),
         duration_s=args.duration,
@@ -116,7 +120,24 @@ def _simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         message_s=args.message_s,
     )
-    fleet = simulate_fleet(spec, load_signal_catalog(), load_event_catalog())
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
+    from vehicle_ingest.moments import load_moment_definitions
+    from vehicle_ingest.owners import write_registry
+    from vehicle_ingest.simulators.fleet import simulate_fleet
+    from vehicle_ingest.simulators.truth import truth_document
+    from vehicle_ingest.tags.definitions import load_tag_definitions
+
+    end_ms = now_ms() if args.end_ms is None else args.end_ms
+    if args.can:
+        return _simulate_can(args, end_ms)
+    if args.campaigns:
+        from vehicle_ingest.gateway.campaign_sim import simulate_campaigns
+
+        return simulate_campaigns(args, _spec(args, end_ms), _publish, _finish)
+    fleet = simulate_fleet(_spec(args, end_ms), load_signal_catalog(), load_event_catalog())
     log.info("simulated %d messages for %d vehicles", len(fleet.messages), args.vehicles)
     if args.owners:
         write_registry(Path(args.owners), fleet.ownership)

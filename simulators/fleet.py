@@ -9,6 +9,7 @@ The same seed gives the same bytes and the same truth.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +20,19 @@ from vehicle_ingest.codec import SignalBlock, encode_events, encode_signals, qua
 from vehicle_ingest.owners import Ownership
 from vehicle_ingest.simulators.personas import Persona, assign_persona
 
-__all__ = ["DAY_MS", "Fleet", "FleetSpec", "SimMessage", "TripTruth", "VehicleTruth", "make_vin", "simulate_fleet"]
+__all__ = [
+    "DAY_MS",
+    "MAINTENANCE_PATHS",
+    "Effect",
+    "Fleet",
+    "FleetSpec",
+    "SimMessage",
+    "TripTruth",
+    "VehicleTruth",
+    "make_vin",
+    "simulate_fleet",
+    "simulate_vehicle",
+]
 
 DAY_MS = 86_400_000
 HOUR_MS = 3_600_000
@@ -32,6 +45,15 @@ _TYRES = (
     "Vehicle.Chassis.Axle.Row1.Wheel.Right.Tire.Pressure",
     "Vehicle.Chassis.Axle.Row2.Wheel.Left.Tire.Pressure",
     "Vehicle.Chassis.Axle.Row2.Wheel.Right.Tire.Pressure",
+)
+# Signals whose every value the truth keeps (`VehicleTruth.history`): tags on them can be evaluated as of any instant.
+MAINTENANCE_PATHS = frozenset(
+    {
+        *_TYRES,
+        "Vehicle.Service.DistanceToService",
+        "Vehicle.Service.TimeToService",
+        "Vehicle.LowVoltageBattery.CurrentVoltage",
+    }
 )
 _STATE_SIGNALS = {
     "seat_heating": "Vehicle.Cabin.Seat.Row1.DriverSide.HeatingCooling",
@@ -77,6 +99,23 @@ class TripTruth:
     offset_min: int  # local solar offset from the first longitude sent
 
 
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """A change of behaviour from `from_ms` to `until_ms` (a campaign's, or the world's; simulators/campaigns.py).
+
+    - "voice": each trip also starts a voice session with `probability`, drawn from the effect's own random
+      stream (`seed`), never the vehicle's: the vehicle's trips and everything else it sends stay the same
+      whether or not the effect applies, so a counterfactual run differs by the effect alone.
+    - "service": the vehicle is serviced at `from_ms` (distance and time to service reset).
+    """
+
+    kind: str  # "voice" | "service"
+    from_ms: int
+    until_ms: int = 2**62
+    probability: float = 0.0
+    seed: int = 0
+
+
 @dataclass
 class VehicleTruth:
     vin: str
@@ -87,6 +126,7 @@ class VehicleTruth:
     latest: dict[str, tuple[int, float]] = field(default_factory=dict)  # signal path -> (ts, value sent)
     # What moments watch, as sent: (seq, is_event, signal or event id, ts, values); the truth's moments come from it.
     watched: list[tuple[int, bool, int, np.ndarray, np.ndarray]] = field(default_factory=list)
+    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)  # MAINTENANCE_PATHS: every (ts, value)
 
     def used(self, feature: str, ts: int) -> None:
         self.use_days.setdefault(feature, set()).add(ts // DAY_MS)
@@ -129,9 +169,12 @@ class _VehicleSim:
         events: EventCatalog,
         rng: np.random.Generator,
         watch: tuple[frozenset[int], frozenset[int]] = (frozenset(), frozenset()),
+        effects: Sequence[Effect] = (),
     ) -> None:
         self.vin, self.p, self.spec, self.rng = vin, persona, spec, rng
         self.watch = watch  # (signal ids, event ids) the moments watch
+        self.services = sorted((e for e in effects if e.kind == "service"), key=lambda e: e.from_ms)
+        self.voice = [(e, np.random.default_rng(e.seed)) for e in effects if e.kind == "voice"]
         self.sig = {s.path: (s.id, s.scale_exp) for s in signals.signals}
         self.ev = {e.name: e.id for e in events.events}
         self.truth = VehicleTruth(vin, persona)
@@ -153,6 +196,9 @@ class _VehicleSim:
         order = np.argsort(ts, kind="stable")
         ts, raw = np.asarray(ts, dtype=np.int64)[order], raw[order]
         self.truth.latest[path] = (int(ts[-1]), float(_scaled(raw[-1:], exp)[0]))
+        if path in MAINTENANCE_PATHS:
+            values = _scaled(raw, exp)
+            self.truth.history.setdefault(path, []).extend(zip(ts.tolist(), values.tolist(), strict=True))
         return sid, exp, ts, raw
 
     def _send_signals(self, sent_at: int, series: list[tuple[int, int, np.ndarray, np.ndarray]]) -> None:
@@ -183,7 +229,15 @@ class _VehicleSim:
 
     # -- parked --------------------------------------------------------------
 
+    def _serviced(self, ts: int) -> None:
+        """Apply the services due by `ts`: the next report shows the reset (a workshop visit sends nothing itself)."""
+        while self.services and self.services[0].from_ms <= ts:
+            at = self.services.pop(0).from_ms
+            self.s.service_km = 15_000.0
+            self.s.service_s_at_start = 365 * 86_400 + (at - self.spec.start_ms) / 1000
+
     def heartbeat(self, ts: int) -> None:
+        self._serviced(ts)
         p, s, t = self.p, self.s, np.array([ts], dtype=np.int64)
         energy = (
             "Vehicle.Powertrain.TractionBattery.StateOfCharge.Current"
@@ -218,6 +272,7 @@ class _VehicleSim:
     # -- driving -------------------------------------------------------------
 
     def trip(self, start: int, minutes: float, speed_range: tuple[float, float]) -> int:
+        self._serviced(start)
         rng, s = self.rng, self.s
         dt_ms = max(1, round(1000 / self.spec.sample_hz))
         n = max(3, int(minutes * 60_000 // dt_ms))
@@ -301,6 +356,12 @@ class _VehicleSim:
         if rng.random() < use.get("media", 0.0):
             items.append((t0 + 20_000, "media_source_changed", 0, str(rng.choice(_MEDIA_SOURCES))))
             self.truth.used("media", t0 + 20_000)
+        for effect, own in self.voice:  # after every draw of the vehicle's own stream: it stays as it was
+            if effect.from_ms <= t0 < effect.until_ms and own.random() < effect.probability:
+                a = t0 + int(own.uniform(0.02, 0.5) * span)
+                b = a + int(own.uniform(0.1, 0.45) * span)
+                items += [(a, "voice_session_started", 0, "tutorial"), (b, "voice_session_ended", b - a, "tutorial")]
+                self.truth.used("voice", a)
         return items
 
     def ota(self, ts: int) -> None:
@@ -421,22 +482,51 @@ def _vehicle_messages(sim: _VehicleSim, spec: FleetSpec, rng: np.random.Generato
         heartbeat += beat
 
 
-def simulate_fleet(spec: FleetSpec, signals: SignalCatalog, events: EventCatalog) -> Fleet:
-    """Every message the fleet sends over the window (ordered by send time), with what was sent."""
-    from vehicle_ingest.moments import load_moment_definitions  # the truth's moments watch what the gateway's do
+def _watched(signals: SignalCatalog, events: EventCatalog) -> tuple[frozenset[int], frozenset[int]]:
+    """(signal ids, event ids) the moments watch: the truth's moments watch what the gateway's do."""
+    from vehicle_ingest.moments import load_moment_definitions
 
     moments = load_moment_definitions(signals, events)
-    watch = (
+    return (
         frozenset(s for m in moments for s in m.signal_ids),
         frozenset(m.event_id for m in moments if m.event_id is not None),
     )
+
+
+def _simulate(
+    index: int, child: np.random.Generator, spec: FleetSpec, signals: SignalCatalog, events: EventCatalog,
+    effects: Sequence[Effect], watch: tuple[frozenset[int], frozenset[int]],
+) -> tuple[VehicleTruth, list[SimMessage]]:  # fmt: skip
+    sim = _VehicleSim(make_vin(child), assign_persona(index, child), spec, signals, events, child, watch, effects)
+    _vehicle_messages(sim, spec, child)
+    return sim.truth, sim.out
+
+
+def simulate_vehicle(
+    spec: FleetSpec, index: int, signals: SignalCatalog, events: EventCatalog, effects: Sequence[Effect] = ()
+) -> tuple[VehicleTruth, list[SimMessage]]:
+    """Vehicle `index` of the fleet `spec` alone, as `simulate_fleet` makes it (with `effects`, if any)."""
+    child = np.random.default_rng(spec.seed).spawn(spec.vehicles)[index]
+    return _simulate(index, child, spec, signals, events, effects, _watched(signals, events))
+
+
+def simulate_fleet(
+    spec: FleetSpec,
+    signals: SignalCatalog,
+    events: EventCatalog,
+    effects: Mapping[int, Sequence[Effect]] | None = None,
+) -> Fleet:
+    """Every message the fleet sends over the window (ordered by send time), with what was sent.
+
+    `effects`: vehicle index -> the changes of behaviour it undergoes (none by default).
+    """
+    watch = _watched(signals, events)
     root = np.random.default_rng(spec.seed)
     messages: list[SimMessage] = []
     vehicles: list[VehicleTruth] = []
     for index, child in enumerate(root.spawn(spec.vehicles)):
-        sim = _VehicleSim(make_vin(child), assign_persona(index, child), spec, signals, events, child, watch)
-        _vehicle_messages(sim, spec, child)
-        messages.extend(sim.out)
-        vehicles.append(sim.truth)
+        truth, out = _simulate(index, child, spec, signals, events, (effects or {}).get(index, ()), watch)
+        messages.extend(out)
+        vehicles.append(truth)
     messages.sort(key=lambda m: m.sim_ts)
     return Fleet(spec, messages, vehicles, _ownership([v.vin for v in vehicles], spec))

@@ -4,10 +4,20 @@ This is an independent, plain-Python statement of the owner features that
 `vehicle_ingest.tags.owner_features` computes in ClickHouse, applied to the
 simulator's own record (`VehicleTruth`) instead of the store. The tag rules
 are the same definitions the engine runs, evaluated with `Rule.holds`.
+
+With `simulate --campaigns` the truth document also has `"campaigns": {campaign_id: {"uplift", "treated",
+"control", "treated_outcome", "control_outcome", "treated_without_campaign", ...}}`. `uplift` is the
+average effect on the exposed: the mean, over the owners the campaign reached, of their outcome minus
+the outcome the same owners have when the fleet is run again without that campaign's effect (everything
+else, other campaigns included, unchanged); outcomes as schemas/campaigns.toml defines them, a tag
+outcome as the engine sees it at the simulation's tag cycles. simulators/campaigns.py says how.
 """
 
 from __future__ import annotations
 
+import bisect
+import dataclasses
+import math
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -19,7 +29,7 @@ from vehicle_ingest.owners import Ownership
 from vehicle_ingest.simulators.fleet import DAY_MS, Fleet, TripTruth, VehicleTruth
 from vehicle_ingest.tags.definitions import COCKPIT_FEATURES, TagDefinition
 
-__all__ = ["owner_features", "truth_document", "truth_moments", "truth_tags"]
+__all__ = ["owner_features", "seen_before", "truth_document", "truth_moments", "truth_tags"]
 
 _D28, _D56 = 28 * DAY_MS, 56 * DAY_MS
 _MAINTENANCE = {
@@ -91,9 +101,18 @@ def _usage_features(use: dict[str, set[int]], charging: dict[tuple[int, str], in
     return out
 
 
-def _maintenance(vehicles: list[VehicleTruth]) -> dict[str, Any]:
+def _value_at(vehicle: VehicleTruth, path: str, as_of_ms: int) -> float | None:
+    """The vehicle's latest report of `path` at `as_of_ms` (its full history where kept, else the last one sent)."""
+    history = vehicle.history.get(path)
+    if history is None:
+        return vehicle.latest[path][1] if path in vehicle.latest and vehicle.latest[path][0] <= as_of_ms else None
+    i = bisect.bisect_right(history, (as_of_ms, math.inf))
+    return history[i - 1][1] if i else None
+
+
+def _maintenance(vehicles: list[VehicleTruth], as_of_ms: int) -> dict[str, Any]:
     def lowest(paths: list[str]) -> float | None:
-        values = [v.latest[p][1] for v in vehicles for p in paths if p in v.latest]
+        values = [x for v in vehicles for p in paths if (x := _value_at(v, p, as_of_ms)) is not None]
         return min(values) if values else None
 
     service_s = lowest(_MAINTENANCE["service_s"])
@@ -103,6 +122,28 @@ def _maintenance(vehicles: list[VehicleTruth]) -> dict[str, Any]:
         "tyre_kpa_min": lowest(_MAINTENANCE["tyre_kpa_min"]),
         "battery_12v_min": lowest(_MAINTENANCE["battery_12v_min"]),
     }
+
+
+def seen_before(fleet: Fleet, at_ms: int) -> Fleet:
+    """The fleet as a store holds it when everything sent before `at_ms` (a midnight) is in, and nothing after.
+
+    A tag cycle run as of midnight while the rest is still on its way sees that: trips, days of use and
+    reports before it. (Evaluating the whole record as of the instant would count the coming day's use.)
+    One approximation: a charging session counts on its start day, though its events are sent when it ends
+    (up to 4 h later); a session across midnight is seen one cycle later by the store than here.
+    """
+    first_day = at_ms // DAY_MS
+
+    def before(v: VehicleTruth) -> VehicleTruth:
+        return dataclasses.replace(
+            v,
+            trips=[x for x in v.trips if x.end_ms < at_ms],
+            use_days={f: {d for d in days if d < first_day} for f, days in v.use_days.items()},
+            charging={k: n for k, n in v.charging.items() if k[0] < first_day},
+            history={p: [h for h in values if h[0] < at_ms] for p, values in v.history.items()},
+        )
+
+    return dataclasses.replace(fleet, messages=[], vehicles=[before(v) for v in fleet.vehicles])
 
 
 def owner_features(fleet: Fleet, as_of_ms: int) -> dict[str, dict[str, Any]]:
@@ -129,7 +170,7 @@ def owner_features(fleet: Fleet, as_of_ms: int) -> dict[str, dict[str, Any]]:
         last_end = f.pop("last_end")
         f["days_since_last_trip"] = f["owned_days"] if last_end is None else (as_of_ms - last_end) / DAY_MS
         f.update(_usage_features(use[owner], charging[owner], as_of_ms))
-        f.update(_maintenance([by_vin[vin] for vin, o in owners.current.items() if o == owner]))
+        f.update(_maintenance([by_vin[vin] for vin, o in owners.current.items() if o == owner], as_of_ms))
         result[owner] = f
     return result
 

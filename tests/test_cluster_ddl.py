@@ -430,7 +430,7 @@ def test_erase_refuses_the_cluster_schema_before_deleting_anything(schemas: Sche
     with pytest.raises(StoreError) as refused:
         erase(schemas.store, ErasureTarget(vin="SMXCLUSTERERASE01"))
     assert str(refused.value) == (
-        "erase runs on one node's tables (chDB or a single server); can_signals and 11 more are Distributed"
+        "erase runs on one node's tables (chDB or a single server); can_signals and 12 more are Distributed"
         " tables of the cluster schema, which do not support mutations (docs/SECURITY.md)"
     )
     assert schemas.store.rows("SELECT count() FROM signals WHERE vin = 'SMXCLUSTERERASE01'") == [(10,)]

@@ -14,6 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.helpers import SIGNALS, now_ms, simulate, speed_message
+from vehicle_ingest.campaigns import Exposure, save_exposures
 from vehicle_ingest.catalog import load_event_catalog
 from vehicle_ingest.cdp import Deliverer, Outbox, sink_from_url
 from vehicle_ingest.codec import SignalBlock, encode_signals
@@ -157,8 +158,12 @@ def _fleet_loaded(store: Store, tmp_path: Path) -> None:
     sink = sink_from_url(f"file://{tmp_path / 'cdp.jsonl'}")
     asyncio.run(Deliverer(Outbox(store), [sink], CollectorRegistry(), run_store).deliver_once())
     quarantine = Outbox(store).quarantine  # one change per owner refused by another sink, with an answer
-    for owner, message_id in store.rows("SELECT owner_id, min(message_id) FROM tag_history GROUP BY owner_id"):
+    owners = store.rows("SELECT owner_id, min(message_id) FROM tag_history GROUP BY owner_id")
+    for owner, message_id in owners:
         quarantine.add("segment:http://cdp.test", message_id, "400", f"bad traits for {owner}")
+    # Every owner was reached by a campaign (the marketing side's exposures, keyed by owner id).
+    reached = [Exposure(f"x-{o}", o, "voice_tutorial", "", "Campaign Exposed", "segment", end) for o, _ in owners]
+    save_exposures(store, reached)
 
 
 # The target's rows, found without erase's own machinery (erase_targets): a test of it must not trust it.
@@ -174,6 +179,7 @@ _OF_TARGET = {
     "cdp_deliveries": "message_id IN (SELECT message_id FROM tag_history WHERE owner_id = %(owner)s)",
     "cdp_quarantine": "message_id IN (SELECT message_id FROM tag_history WHERE owner_id = %(owner)s)",
     "tag_history": "owner_id = %(owner)s",
+    "exposures": "owner_id = %(owner)s",
     "ownership": "vin IN %(vins)s OR owner_id = %(owner)s",
 }
 
@@ -338,7 +344,7 @@ def test_a_tag_cycle_runs_and_erase_works_with_an_overlong_owner_id_in_the_regis
     tags = [t for t, _ in changes[usual]]
     assert tags and [t for t, _ in changes[overlong]] == tags
     # Its evidence and traits were found too (by digest): the profile lists every tag of the owner.
-    assert all(traits == {"tags": tags, "tag_count": len(tags)} for _, traits in changes[overlong])
+    assert all(traits["tags"] == tags and traits["tag_count"] == len(tags) for _, traits in changes[overlong])
     assert report["tags"] == {"owners": 2, "changes": 2 * len(tags), "added": 2 * len(tags), "removed": 0}
 
     found = erase(store, ErasureTarget(owner=overlong))

@@ -20,6 +20,7 @@ from matplotlib import image as mpimg
 from prometheus_client import CollectorRegistry
 
 from tests.helpers import SIGNALS, raw_message, speed_message
+from vehicle_ingest.campaigns import Exposure, load_campaign_definitions, save_exposures
 from vehicle_ingest.catalog import load_event_catalog
 from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.owners import save_registry
@@ -41,6 +42,7 @@ SECTIONS = (
     "Maintenance due and overdue",
     "Cockpit feature adoption",
     "Owners per tag over time",
+    "Campaign uplift on in-car behaviour",
 )
 # Colours only a drawn chart puts on the page: adopter green, overdue red, signal-messages blue.
 CHART_COLOURS = ((0x16, 0xA3, 0x4A), (0xDC, 0x26, 0x26), (0x25, 0x63, 0xEB))
@@ -62,6 +64,20 @@ def replay(store: Store, fleet: Fleet, end_ms: int, step_days: int) -> None:
             chunk = batch[lo : lo + 5000]
             ingestor.ingest([m.topic for m in chunk], [m.payload for m in chunk], cut)
         cycle.run(cut)
+
+
+def expose(store: Store, at_ms: int) -> None:
+    """Every campaign sent at `at_ms` to its audience's members then, less the held-out ones, as a CDP reports it."""
+    tags = load_tag_definitions()
+    for campaign in load_campaign_definitions(tags):
+        members = store.rows(
+            "SELECT owner_id FROM tag_history FINAL WHERE tag = %(t)s AND at <= fromUnixTimestamp64Milli(%(at)s, 'UTC')"
+            " GROUP BY owner_id HAVING argMax(action, transition) = 'added' AND argMax(holdout, transition) = 0",
+            {"t": campaign.audience, "at": at_ms},
+        )
+        sent = at_ms + 3_600_000
+        exposures = [Exposure(f"{campaign.id}|{o}", o, campaign.id, "", "", "file", sent) for (o,) in members]
+        save_exposures(store, exposures)
 
 
 def _rejects(k: int, cut: int) -> list:
@@ -131,6 +147,7 @@ def empty_report(store, tmp_path_factory) -> Path:
 def fleet_report(store, empty_report, tmp_path_factory) -> Path:
     spec = FleetSpec(20, END - 60 * DAY, 60 * 86400.0, sample_hz=0.05, seed=11, message_s=600)
     replay(store, simulate_fleet(spec, SIGNALS, EVENTS), END, step_days=7)
+    expose(store, END - 32 * DAY)  # a tag cycle ran then (weekly from the start): windows close before END
     return build_report(store, tmp_path_factory.mktemp("fleet-report"), END)
 
 
@@ -142,7 +159,7 @@ def test_the_page_has_every_section_and_every_chart_it_references(fleet_report, 
     for title in SECTIONS:
         assert f">{title}</h2>" in html
     charts = _charts(fleet_report)
-    assert len(charts) == 6
+    assert len(charts) == 7
     for path, alt in charts:
         text = path.read_text()
         assert path.stat().st_size > 10_000 and "<svg" in text[:2000] and "</svg>" in text[-100:], path.name
@@ -189,7 +206,7 @@ def test_an_empty_store_gives_a_page_that_says_so(empty_report, tmp_path):
     for title in SECTIONS:
         assert f">{title}</h2>" in html
     charts = _charts(empty_report)
-    assert len(charts) == 6 and all(p.stat().st_size > 1000 and "no data yet" in alt for p, alt in charts)
+    assert len(charts) == 7 and all(p.stat().st_size > 1000 and "no data yet" in alt for p, alt in charts)
     pixels = screenshot(empty_report, tmp_path / "empty.png", tmp_path / "profile")
     assert pixels.shape[:2] == (WINDOW[1], WINDOW[0])
     assert _distinct_colours(pixels) > 50
@@ -248,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         store.migrate()
         spec = FleetSpec(args.vehicles, END - args.days * DAY, args.days * 86400.0, 0.05, seed=3, message_s=600)
         replay(store, simulate_fleet(spec, SIGNALS, EVENTS), END, args.step_days)
+        expose(store, END - 32 * DAY)
         index = build_report(store, args.keep or work / "report", END)
         store.close()
         screenshot(index, work / "shot.png", work / "profile", (WINDOW[0], 2600))

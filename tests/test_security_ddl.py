@@ -29,6 +29,7 @@ WRITTEN = {
     "tag_history",
     "cdp_deliveries",
     "cdp_quarantine",
+    "exposures",
     "erase_targets",
     "schema_migrations",
 }

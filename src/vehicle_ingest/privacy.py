@@ -75,6 +75,8 @@ ERASE_PLAN: dict[str, str] = {
     # The sink's answer may echo the refused payload: it goes with the owner's changes.
     "cdp_quarantine": f"message_id IN {_OWNER_CHANGES}",
     "tag_history": f"owner_id IN {_OWNERS}",
+    # Who a campaign reached: keyed by the owner id the marketing side sent (vehicle_ingest.campaigns).
+    "exposures": f"owner_id IN {_OWNERS}",
     "ownership": f"vin IN {_VINS} OR owner_id IN {_OWNERS}",
 }
 # Tables the tag engine derives and rebuilds each cycle (not in the migrations): until the next cycle

@@ -37,6 +37,8 @@ GRANT SELECT, INSERT ON vehicle_ingest.ownership TO vehicle_ingest_gateway;
 GRANT SELECT, INSERT ON vehicle_ingest.tag_history TO vehicle_ingest_gateway;
 GRANT SELECT, INSERT ON vehicle_ingest.cdp_deliveries TO vehicle_ingest_gateway;
 GRANT SELECT, INSERT ON vehicle_ingest.cdp_quarantine TO vehicle_ingest_gateway;
+-- Campaign exposures from the marketing side (POST /api/exposures, `vehicle-ingest exposures`).
+GRANT SELECT, INSERT ON vehicle_ingest.exposures TO vehicle_ingest_gateway;
 
 -- Start-up: the gateway checks which migrations ran (all of them, by the migrator).
 GRANT SELECT, INSERT, CREATE TABLE ON vehicle_ingest.schema_migrations TO vehicle_ingest_gateway;
@@ -54,6 +56,7 @@ GRANT ALTER DELETE ON vehicle_ingest.cdp_deliveries TO vehicle_ingest_gateway;
 GRANT ALTER DELETE ON vehicle_ingest.cdp_quarantine TO vehicle_ingest_gateway;
 GRANT ALTER DELETE ON vehicle_ingest.tag_history TO vehicle_ingest_gateway;
 GRANT ALTER DELETE ON vehicle_ingest.ownership TO vehicle_ingest_gateway;
+GRANT ALTER DELETE ON vehicle_ingest.exposures TO vehicle_ingest_gateway;
 -- The targets of one erasure (a Memory table, migration 0007): written, read by the deletions, then deleted.
 GRANT SELECT, INSERT, ALTER DELETE ON vehicle_ingest.erase_targets TO vehicle_ingest_gateway;
 GRANT ALTER TTL, ALTER MATERIALIZE TTL ON vehicle_ingest.signals TO vehicle_ingest_gateway;

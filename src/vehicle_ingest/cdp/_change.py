@@ -72,6 +72,7 @@ class TagChange:
     traits: dict[str, Any]
     at_ms: int
     transition: int = 0  # changes the (owner, tag) pair had before this one: orders and identifies it
+    holdout: bool = False  # the owner is in the tag's holdout: campaigns must leave them out (schemas/CDP.md)
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -88,6 +89,7 @@ class TagChange:
             "traits": dict(self.traits),
             "at_ms": self.at_ms,
             "transition": self.transition,
+            "holdout": self.holdout,
         }
 
     @classmethod
@@ -102,6 +104,7 @@ class TagChange:
             traits=dict(obj.get("traits") or {}),
             at_ms=int(obj["at_ms"]),
             transition=int(obj.get("transition", 0)),
+            holdout=obj.get("holdout") is True,
         )
 
 

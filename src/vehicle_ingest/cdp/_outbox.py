@@ -22,7 +22,8 @@ __all__ = ["Outbox"]
 _CHUNK = 5000
 
 _SELECT = (
-    "SELECT message_id, owner_id, tag, action, evidence, traits, toInt64(toUnixTimestamp64Milli(at)), transition"
+    "SELECT message_id, owner_id, tag, action, evidence, traits, toInt64(toUnixTimestamp64Milli(at)), transition,"
+    " holdout"
     " FROM tag_history FINAL"
 )
 # In the order the changes were enqueued (the store's clock), then per pair by
@@ -78,10 +79,10 @@ class Outbox:
         return {row[0] for row in rows}
 
 
-_HISTORY_COLUMNS = ["message_id", "owner_id", "tag", "action", "evidence", "traits", "at", "transition"]
+_HISTORY_COLUMNS = ["message_id", "owner_id", "tag", "action", "evidence", "traits", "at", "transition", "holdout"]
 
 
-def _history_row(change: TagChange) -> tuple[str, str, str, str, str, str, datetime, int]:
+def _history_row(change: TagChange) -> tuple[str, str, str, str, str, str, datetime, int, int]:
     return (
         change.message_id,
         change.owner_id,
@@ -91,13 +92,22 @@ def _history_row(change: TagChange) -> tuple[str, str, str, str, str, str, datet
         _dumps(change.traits),
         datetime.fromtimestamp(change.at_ms / 1000, tz=UTC),
         change.transition,
+        int(change.holdout),
     )
 
 
 def _change(row: tuple[Any, ...]) -> TagChange:
-    message_id, owner_id, tag, action, evidence, traits, at_ms, transition = row
+    message_id, owner_id, tag, action, evidence, traits, at_ms, transition, holdout = row
     return TagChange(
-        message_id, owner_id, tag, action, json.loads(evidence), json.loads(traits), int(at_ms), int(transition)
+        message_id,
+        owner_id,
+        tag,
+        action,
+        json.loads(evidence),
+        json.loads(traits),
+        int(at_ms),
+        int(transition),
+        bool(holdout),
     )
 
 

@@ -47,11 +47,13 @@ def segment_messages(change: TagChange, sink: str = "segment") -> list[bytes]:
         return [_fit(track, "properties", "evidence_truncated", {"moment"}, sink)]
     identify = {"type": "identify", "messageId": f"{change.message_id}-identify", **common, "traits": change.traits}
     properties = {**change.evidence, "tag": change.tag}
+    if change.holdout:  # absent means "not held out": the payloads of tags without a holdout stay as they were
+        properties["holdout"] = True
     track = {"type": "track", "messageId": change.message_id, "event": _EVENTS[change.action], **common}
     track["properties"] = properties
     return [
         _fit(identify, "traits", "traits_truncated", set(), sink),
-        _fit(track, "properties", "evidence_truncated", {"tag"}, sink),
+        _fit(track, "properties", "evidence_truncated", {"tag", "holdout"}, sink),
     ]
 
 

@@ -5,6 +5,8 @@ Mapping (also in schemas/CDP.md):
 - removed -> `profile_unset` {"tag_<tag>": true}  (Sensors SDKs send `true` as
   the value of each property to unset; only the key matters)
 - fired (a moment) -> `track` event `moment_fired` {"moment": "<moment id>", **evidence}
+- a change of an owner held out of the tag (tags.toml `holdout`) also sets / unsets
+  `tag_<tag>_holdout`, so a Sensors audience can leave them out
 - `<tag>` and evidence keys have every character outside [A-Za-z0-9_] replaced
   by "_" (`adoption.voice.never_used` -> `tag_adoption_voice_never_used`),
   because Sensors property names must be identifiers.
@@ -47,12 +49,13 @@ def sensors_record(change: TagChange, project: str) -> dict[str, Any]:
             "_track_id": track_id(change.message_id),
         }
     prop = tag_property(change.tag)
+    held = {f"{prop}_holdout": True} if change.holdout else {}
     if change.action == "added":
         kind = "profile_set"
-        properties = {**{_identifier(k): v for k, v in change.evidence.items()}, prop: True}
+        properties = {**{_identifier(k): v for k, v in change.evidence.items()}, prop: True, **held}
     else:
         kind = "profile_unset"
-        properties = {prop: True}
+        properties = {prop: True, **held}
     return {
         "type": kind,
         "distinct_id": change.owner_id,

@@ -22,6 +22,7 @@ from matplotlib import ticker
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from vehicle_ingest.report.campaign_chart import campaign_chart
 from vehicle_ingest.report.labels import feature_label, number, tag_label
 from vehicle_ingest.report.queries import ADOPTION_STATES, MAINTENANCE_TAGS, Adoption, Daily, ReportData
 
@@ -281,6 +282,7 @@ def render_charts(data: ReportData, out_dir: Path) -> dict[str, Chart]:
         "adoption": ("adoption.svg", lambda p: adoption_chart(data.adoption, p)),
         "tags": ("tags.svg", lambda p: tags_over_time_chart(data.tags_over_time, data.tag_counts, p)),
         "maintenance": ("maintenance.svg", lambda p: maintenance_chart(data.tag_counts, data.summary.owners, p)),
+        "campaigns": ("campaigns.svg", lambda p: campaign_chart(data.campaigns, p)),
     }
     charts = {}
     with matplotlib.rc_context(_STYLE):

@@ -96,6 +96,7 @@ class ReportData:
     tag_counts: Mapping[str, int]  # current owners per tag
     tags_over_time: Daily  # owners per tag at the end of each day
     cdp_sinks: tuple[str, ...] = ()  # sinks that have received tag changes (none: no CDP configured yet)
+    campaigns: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # vehicle_ingest.campaigns results
 
     def to_json(self) -> dict[str, Any]:
         """A JSON value of the whole data: what a gateway sends `vehicle-ingest report --gateway`."""
@@ -105,6 +106,7 @@ class ReportData:
             "adoption": {"owners": self.adoption.owners, "counts": self.adoption.counts},
             "tag_counts": dict(self.tag_counts),
             "cdp_sinks": list(self.cdp_sinks),
+            "campaigns": {k: dict(v) for k, v in self.campaigns.items()},
         }
 
     @classmethod
@@ -115,6 +117,7 @@ class ReportData:
             adoption=Adoption(int(adoption["owners"]), adoption["counts"]),
             tag_counts={str(k): int(v) for k, v in value["tag_counts"].items()},
             cdp_sinks=tuple(value.get("cdp_sinks", ())),
+            campaigns=dict(value.get("campaigns", {})),
             **{name: _daily_from_json(value[name]) for name in _DAILY_FIELDS},
         )
 
@@ -273,4 +276,13 @@ def fetch_report_data(store: Queryable, as_of_ms: int, days: int = 90) -> Report
         tag_counts=tag_counts,
         tags_over_time=_tags_over_time(store, as_of_ms, window),
         cdp_sinks=tuple(r[0] for r in store.rows("SELECT DISTINCT sink FROM cdp_deliveries ORDER BY sink")),
+        campaigns=_campaigns(store, as_of_ms),
     )
+
+
+def _campaigns(store: Queryable, as_of_ms: int) -> dict[str, dict[str, Any]]:
+    """Each campaign of schemas/campaigns.toml, measured as of the report's instant."""
+    from vehicle_ingest.campaigns import campaign_results, load_campaign_definitions
+    from vehicle_ingest.tags.definitions import load_tag_definitions
+
+    return campaign_results(store, load_campaign_definitions(load_tag_definitions()), as_of_ms)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import tomllib
 from collections.abc import Sequence
@@ -11,9 +12,17 @@ from typing import Any
 
 from vehicle_ingest._resources import schema_path
 from vehicle_ingest.errors import CatalogError
+from vehicle_ingest.tags.holdout import MAX_SALT_BYTES, held_out
 from vehicle_ingest.tags.rules import Rule, parse_rule
 
-__all__ = ["COCKPIT_FEATURES", "OWNER_FEATURES", "TagDefinition", "default_tags_path", "load_tag_definitions"]
+__all__ = [
+    "COCKPIT_FEATURES",
+    "DEFAULT_HOLDOUT_SALT",
+    "OWNER_FEATURES",
+    "TagDefinition",
+    "default_tags_path",
+    "load_tag_definitions",
+]
 
 COCKPIT_FEATURES = (
     "navigation",
@@ -49,6 +58,9 @@ OWNER_FEATURES: tuple[str, ...] = _BASE_FEATURES + tuple(
 )
 
 
+DEFAULT_HOLDOUT_SALT = "vehicle-ingest-holdout-1"  # [holdout] salt in tags.toml; changing it reshuffles every holdout
+
+
 @dataclass(frozen=True, slots=True)
 class TagDefinition:
     id: str
@@ -56,6 +68,12 @@ class TagDefinition:
     rule: Rule
     window: str
     evidence: tuple[str, ...]
+    holdout: float = 0.0  # share of the audience held out of campaigns (vehicle_ingest.tags.holdout)
+    holdout_salt: str = DEFAULT_HOLDOUT_SALT
+
+    def held_out(self, owner_id: str) -> bool:
+        """Whether this owner is in the tag's holdout: told to the CDP with every change, never flips."""
+        return held_out(owner_id, self.id, self.holdout, self.holdout_salt)
 
 
 def default_tags_path() -> Path:
@@ -75,7 +93,33 @@ def _definition(raw: dict[str, Any], where: str, known: frozenset[str]) -> TagDe
     unknown = set(evidence) - known
     if unknown:
         raise CatalogError(f"{where}: evidence names unknown feature(s) {sorted(unknown)}")
-    return TagDefinition(raw["id"], raw["description"], parse_rule(raw["rule"], known, where), raw["window"], evidence)
+    rule = parse_rule(raw["rule"], known, where)
+    share = _share(raw.get("holdout", 0), where)
+    return TagDefinition(raw["id"], raw["description"], rule, raw["window"], evidence, share)
+
+
+def _share(value: Any, where: str) -> float:
+    """A holdout share: a number from 0 (nobody held out) up to, not including, 1 (nobody left to reach)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise CatalogError(f"{where}: holdout must be a number from 0 up to (not including) 1, got {value!r}")
+    return float(value)
+
+
+def _apply_holdouts(tags: list[TagDefinition], doc: dict[str, Any], path: Path) -> list[TagDefinition]:
+    """`[holdout]`: the salt, and `shares` by tag id (one feature of an adoption template, say)."""
+    table = doc.get("holdout", {})
+    salt = table.get("salt", DEFAULT_HOLDOUT_SALT)
+    if not isinstance(salt, str) or not 0 < len(salt.encode()) <= MAX_SALT_BYTES:
+        raise CatalogError(f"{path} [holdout]: salt must be text of 1 to {MAX_SALT_BYTES} bytes")
+    shares = table.get("shares", {})
+    unknown = set(shares) - {t.id for t in tags}
+    if unknown:
+        raise CatalogError(f"{path} [holdout.shares]: unknown tag id(s) {sorted(unknown)}")
+    where = f"{path} [holdout.shares]"
+    return [
+        dataclasses.replace(t, holdout=_share(shares.get(t.id, t.holdout), f"{where} {t.id}"), holdout_salt=salt)
+        for t in tags
+    ]
 
 
 def _expand(template: dict[str, Any], feature: str) -> dict[str, Any]:
@@ -104,7 +148,7 @@ def load_tag_definitions(path: Path | None = None) -> tuple[TagDefinition, ...]:
         for i, template in enumerate(adoption.get("tag", [])):
             tags.append(_definition(_expand(template, feature), f"{path} adoption tag #{i + 1} ({feature})", known))
     _check_unique([t.id for t in tags], path)
-    return tuple(tags)
+    return tuple(_apply_holdouts(tags, doc, path))
 
 
 def _check_unique(ids: Sequence[str], path: Path) -> None:

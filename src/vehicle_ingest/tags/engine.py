@@ -76,6 +76,9 @@ class TagEngine:
         self._definitions = tuple(definitions)
         self._by_id = {d.id: d for d in definitions}
         self._outbox = outbox
+        # With no holdout anywhere, the profile stays as it always was; with one, every change carries the list
+        # (an empty one too: Segment merges traits, so a trait left out would keep its old value).
+        self._holdouts = any(d.holdout > 0 for d in self._definitions)
 
     @property
     def definitions(self) -> tuple[TagDefinition, ...]:
@@ -176,7 +179,6 @@ class TagEngine:
             row = features.get(owner, {})
             definition = self._by_id.get(tag)
             evidence = {k: _jsonable(row.get(k)) for k in (definition.evidence if definition else ())}
-            current = list(row.get("_tags", []))
             changes.append(
                 TagChange(
                     message_id=change_message_id(owner, tag, action, transitions),
@@ -184,9 +186,17 @@ class TagEngine:
                     tag=tag,
                     action=action,
                     evidence=evidence,
-                    traits={"tags": current, "tag_count": len(current)},
+                    traits=self._traits(owner, list(row.get("_tags", []))),
                     at_ms=at_ms,
                     transition=transitions,
+                    holdout=bool(definition and definition.held_out(owner)),
                 )
             )
         return changes
+
+    def _traits(self, owner: str, current: list[str]) -> dict[str, Any]:
+        """The owner's profile after the change: their tags and, where tags have holdouts, the ones held out of."""
+        traits: dict[str, Any] = {"tags": current, "tag_count": len(current)}
+        if self._holdouts:
+            traits["holdouts"] = [t for t in current if (d := self._by_id.get(t)) is not None and d.held_out(owner)]
+        return traits
