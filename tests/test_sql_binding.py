@@ -27,6 +27,9 @@ SQL = re.compile(r"\b(SELECT|INSERT|ALTER|DELETE|CREATE|WHERE|FROM|OPTIMIZE|TRUN
 
 _REPORT = "report period bounds and CTEs: module constants"
 _TAG_RULES = "SQL compiled from tags.toml rules (operator-owned, parsed by tags.rules), never from messages"
+_CAMPAIGN = "campaign query building blocks: module constants (owners, times and windows are bound)"
+_COLUMN = "a column name or expression written in the module, wrapped by a helper"
+_CATALOG_IDS = "ints from the signal / event catalog (the moments' definitions)"
 REVIEWED: dict[tuple[str, str], str] = {
     ("src/vehicle_ingest/storage.py", "table"): "'signals', 'events' or 'can_signals': literals in the storage code",
     ("src/vehicle_ingest/storage.py", "_IDENTITY_IN"): "module constant (bound parameters inside)",
@@ -56,6 +59,29 @@ REVIEWED: dict[tuple[str, str], str] = {
     ("src/vehicle_ingest/tags/engine.py", "where"): "_BY_ID or _BY_DIGEST: module constants (bound parameters inside)",
     ("src/vehicle_ingest/query_gate.py", "_kind(kind)"): "an error message naming a statement kind, not SQL",
     ("src/vehicle_ingest/reads.py", "function"): "one of three parser function names, constants of query_gate",
+    ("src/vehicle_ingest/campaigns/_sql.py", "_AS_OF"): _CAMPAIGN,
+    ("src/vehicle_ingest/campaigns/_sql.py", "_NEVER"): _CAMPAIGN,
+    ("src/vehicle_ingest/campaigns/_sql.py", "_OWNER_AT"): _CAMPAIGN,
+    ("src/vehicle_ingest/campaigns/_sql.py", "_UNITS"): _CAMPAIGN,
+    ("src/vehicle_ingest/campaigns/_sql.py", "facts"): "one of three module-constant CTEs, picked by the outcome kind",
+    ("src/vehicle_ingest/campaigns/_sql.py", "_outcome_expression(campaign, after, before)"): (
+        "module-constant measures; the threshold is a bound parameter ({at_least:Float64})"
+    ),
+    ("src/vehicle_ingest/campaigns/_sql.py", "_MS.format('at')"): _COLUMN,
+    ("src/vehicle_ingest/campaigns/_sql.py", "_MS.format('exposed_at')"): _COLUMN,
+    ("src/vehicle_ingest/campaigns/_sql.py", "_MS.format('tr.trip_start')"): _COLUMN,
+    ("src/vehicle_ingest/campaigns/_sql.py", '_MS.format("toDateTime64(cu.day, 3, \'UTC\')")'): _COLUMN,
+    ("src/vehicle_ingest/moments/_history.py", "', '.join((str(e) for e in ids))"): _CATALOG_IDS,
+    ("src/vehicle_ingest/moments/_history.py", "', '.join((str(s) for s in sorted(sources)))"): _CATALOG_IDS,
+    ("src/vehicle_ingest/moments/_history.py", "', '.join(columns)"): (
+        "maxIf columns of catalog ids and moment rules from tags.toml (operator-owned, parsed by tags.rules)"
+    ),
+    ("src/vehicle_ingest/moments/_history.py", "_before('event_id')"): _COLUMN + " (keys and bounds bound)",
+    ("src/vehicle_ingest/moments/_history.py", "_before('signal_id')"): _COLUMN + " (keys and bounds bound)",
+    ("src/vehicle_ingest/moments/_history.py", "_ms('at')"): _COLUMN,
+    ("src/vehicle_ingest/moments/_history.py", "_ms('max(ts)')"): _COLUMN,
+    ("src/vehicle_ingest/moments/_history.py", "_ms('valid_from')"): _COLUMN,
+    ("src/vehicle_ingest/moments/_history.py", "floor"): "empty or a module constant with a bound parameter",
 }
 
 
