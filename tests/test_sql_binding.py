@@ -70,7 +70,7 @@ REVIEWED: dict[tuple[str, str], str] = {
     ("src/vehicle_ingest/campaigns/_sql.py", "_MS.format('at')"): _COLUMN,
     ("src/vehicle_ingest/campaigns/_sql.py", "_MS.format('exposed_at')"): _COLUMN,
     ("src/vehicle_ingest/campaigns/_sql.py", "_MS.format('tr.trip_start')"): _COLUMN,
-    ("src/vehicle_ingest/campaigns/_sql.py", '_MS.format("toDateTime64(cu.day, 3, \'UTC\')")'): _COLUMN,
+    ("src/vehicle_ingest/campaigns/_sql.py", "_MS.format(\"toDateTime64(cu.day, 3, 'UTC')\")"): _COLUMN,
     ("src/vehicle_ingest/moments/_history.py", "', '.join((str(e) for e in ids))"): _CATALOG_IDS,
     ("src/vehicle_ingest/moments/_history.py", "', '.join((str(s) for s in sorted(sources)))"): _CATALOG_IDS,
     ("src/vehicle_ingest/moments/_history.py", "', '.join(columns)"): (
