@@ -148,11 +148,19 @@ def test_every_class_rejected_with_its_reason_between_valid_messages(gateway):
     assert letters() == expected
     stored = gateway.sql("SELECT vin, count(DISTINCT seq) FROM signals WHERE vin LIKE 'SMXH0ST%' GROUP BY vin")
     assert sorted(stored) == sorted([f"SMXH0ST{i:010d}", 2] for i in range(len(names))), "valid neighbours stored"
-    after = _metrics(gateway)
-    for reason in set(expected.values()):
-        want = list(expected.values()).count(reason)
-        label = f'{{reason="{reason}"}}'
-        assert _counter(after, "messages_rejected", label) - _counter(before, "messages_rejected", label) == want
+    want = {reason: list(expected.values()).count(reason) for reason in set(expected.values())}
+
+    def counted() -> dict[str, float]:
+        # The counters move when the batch's outcome is recorded, after its dead letters are readable.
+        after = _metrics(gateway)
+        return {
+            reason: _counter(after, "messages_rejected", f'{{reason="{reason}"}}')
+            - _counter(before, "messages_rejected", f'{{reason="{reason}"}}')
+            for reason in want
+        }
+
+    _wait(lambda: counted() == want, timeout=10)
+    assert counted() == want
     assert gateway.get("/healthz")[0] == 200
 
 
