@@ -306,6 +306,7 @@ _STAGES = (
     ("decode (numba)", "vehicle_ingest/codec/"),
     ("validate", "vehicle_ingest/validate.py"),
     ("aggregates fold (numba)", "pipeline/_aggregates.py"),
+    ("moments: evaluate, owners, outbox", "vehicle_ingest/moments/"),
     ("pipeline bookkeeping (identities, dead letters, metrics)", "vehicle_ingest/pipeline/"),
     ("MQTT receive + PUBACK (paho thread)", "paho/mqtt"),
     ("asyncio loop: batching, hand-over, HTTP", "asyncio"),
