@@ -144,8 +144,8 @@ class IngestLoop:
         give_up_at: float | None = None
         while True:
             try:
-                outcome: Outcome = await self._run_store(pipeline.commit, prepared)
-                if await self._run_store(self._emit_moments, prepared) and self._outbox_changed is not None:
+                outcome, fired = await self._run_store(self._store_batch, prepared)
+                if fired and self._outbox_changed is not None:
                     self._outbox_changed()  # on the loop: the deliverer's wake-up is an asyncio.Event
                 break
             except StoreError as exc:
@@ -160,6 +160,11 @@ class IngestLoop:
         self.health.memory_used = True
         if outcome.rejected:
             log.info("rejected %s", dict(outcome.rejected))
+
+    def _store_batch(self, prepared: Prepared) -> tuple[Outcome, int]:
+        """The insert, then the batch's moments, in one trip to the store thread."""
+        outcome = self._pipeline.commit(prepared)
+        return outcome, self._emit_moments(prepared)
 
     def _emit_moments(self, prepared: Prepared) -> int:
         """After the insert returned, before the ack: the batch's moments into the outbox (store thread).

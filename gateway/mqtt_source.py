@@ -62,6 +62,13 @@ class MqttSettings:
     max_queued_publishes: int = 100_000  # receipts waiting for the broker; more are dropped (and resent later)
     legacy_filters: tuple[str, ...] = ("vi/v1/+/+",)  # left in resumed sessions by older gateways
 
+    def endpoint(self, client: mqtt.Client) -> tuple[str, int]:
+        """(host, port) to connect `client` to, with TLS set on it when the URL is mqtts://."""
+        host, port, tls = parse_mqtt_url(self.url)
+        if tls:
+            client.tls_set(ca_certs=self.tls_ca or None, certfile=self.tls_cert or None, keyfile=self.tls_key or None)
+        return host, port
+
     def shared(self, topic_filter: str) -> str:
         return f"$share/{self.share_group}/{topic_filter}" if self.share_group else topic_filter
 
@@ -129,10 +136,7 @@ class MqttSource:
         return client
 
     def start(self) -> None:
-        host, port, tls = parse_mqtt_url(self.settings.url)
-        if tls:
-            s = self.settings
-            self._client.tls_set(ca_certs=s.tls_ca or None, certfile=s.tls_cert or None, keyfile=s.tls_key or None)
+        host, port = self.settings.endpoint(self._client)
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.settings.session_expiry_s
         props.ReceiveMaximum = self.settings.receive_max

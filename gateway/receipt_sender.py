@@ -16,8 +16,6 @@ import logging
 import paho.mqtt.client as mqtt
 
 from vehicle_ingest.gateway.mqtt_source import MqttSettings
-from vehicle_ingest.metrics import Metrics
-from vehicle_ingest.mqtt_url import parse_mqtt_url
 
 __all__ = ["ReceiptSender", "receipt_client_id"]
 
@@ -34,9 +32,8 @@ def receipt_client_id(client_id: str) -> str:
 class ReceiptSender:
     """QoS 1, not retained, clean session: a receipt is idempotent, so a lost one costs a resend, never data."""
 
-    def __init__(self, settings: MqttSettings, metrics: Metrics) -> None:
+    def __init__(self, settings: MqttSettings) -> None:
         self._settings = settings
-        self._metrics = metrics
         self._last: mqtt.MQTTMessageInfo | None = None
         self._connected = False
         client = mqtt.Client(
@@ -50,10 +47,7 @@ class ReceiptSender:
         self._client = client
 
     def start(self) -> None:
-        host, port, tls = parse_mqtt_url(self._settings.url)
-        if tls:
-            s = self._settings
-            self._client.tls_set(ca_certs=s.tls_ca or None, certfile=s.tls_cert or None, keyfile=s.tls_key or None)
+        host, port = self._settings.endpoint(self._client)
         self._client.connect_async(host, port, self._settings.keepalive_s, clean_start=True)
         self._client.loop_start()
 

@@ -99,7 +99,7 @@ class Gateway:
         loop = asyncio.get_running_loop()
         settings = self._mqtt_settings()
         self.source = source = MqttSource(settings, self._metrics, loop)
-        receipts_out = ReceiptSender(settings, self._metrics) if self.config.receipts else None
+        receipts_out = ReceiptSender(settings) if self.config.receipts else None
         self.ingest = ingest = IngestLoop(
             self._pipeline,
             source,

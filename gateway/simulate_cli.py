@@ -137,7 +137,8 @@ def _simulate(args: argparse.Namespace) -> int:
         from vehicle_ingest.gateway.campaign_sim import simulate_campaigns
 
         return simulate_campaigns(args, _spec(args, end_ms), _publish, _finish)
-    fleet = simulate_fleet(_spec(args, end_ms), load_signal_catalog(), load_event_catalog())
+    signals, events = load_signal_catalog(), load_event_catalog()
+    fleet = simulate_fleet(_spec(args, end_ms), signals, events)
     log.info("simulated %d messages for %d vehicles", len(fleet.messages), args.vehicles)
     if args.owners:
         write_registry(Path(args.owners), fleet.ownership)
@@ -147,7 +148,7 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.duplicate_shuffle and not totals.interrupted:  # the truth is the distinct messages, not the copies
         summary.update(_distinct_totals(fleet.messages))
     # Expected tags and trips hold for the whole fleet only: an interrupted run's truth is its counts.
-    moments = load_moment_definitions(load_signal_catalog(), load_event_catalog())
+    moments = load_moment_definitions(signals, events)
     truth = None if totals.interrupted else truth_document(fleet, load_tag_definitions(), end_ms, moments)
     return _finish(summary, truth, args, totals.failed)
 

@@ -21,9 +21,7 @@ def _modules() -> dict[str, Path]:
         for path in (ROOT / folder).rglob("*.py"):
             parts = path.relative_to(ROOT / folder).with_suffix("").parts
             parts = parts[:-1] if parts[-1] == "__init__" else parts
-            module = ".".join((name, *parts))
-            if not any(module.startswith(f"{other}.") or module == other for other in package_dir if other != name):
-                found[module] = path
+            found[".".join((name, *parts))] = path
     return found
 
 
