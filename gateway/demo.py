@@ -44,6 +44,7 @@ class GatewayProcess:
             str(http_port),
             *extra,
         ]
+        self.log_path = log_path
         self._log = log_path.open("ab")
         self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
 
@@ -58,14 +59,23 @@ class GatewayProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.process.returncode}")
+                raise RuntimeError(f"gateway exited with {self.process.returncode}: {self.log_tail()}")
             try:
                 if self.get("/readyz")[0] == 200:
                     return
             except OSError:
                 pass
             time.sleep(0.1)
-        raise TimeoutError("gateway not ready")
+        raise TimeoutError(f"gateway not ready: {self.log_tail()}")
+
+    def log_tail(self, lines: int = 5) -> str:
+        """The gateway's last log lines, so a failed start says why."""
+        self._log.flush()
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return " | ".join(text.strip().splitlines()[-lines:])
 
     def post(self, path: str, body: bytes) -> dict[str, Any]:
         request = urllib.request.Request(self.url + path, data=body, method="POST")
