@@ -65,6 +65,7 @@ class Mosquitto:
     persistence: bool = False
     process: subprocess.Popen[bytes] | None = None
     autosave_interval_s: int = 1800  # mosquitto's default
+    extra_config: tuple[str, ...] = ()  # more mosquitto.conf lines (a test's limits)
 
     @property
     def url(self) -> str:
@@ -85,6 +86,7 @@ class Mosquitto:
             f"persistence_location {self.workdir}/",
             f"autosave_interval {self.autosave_interval_s}",
             f"log_dest file {self.workdir / 'mosquitto.log'}",
+            *self.extra_config,
         ]
         conf = self.workdir / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")

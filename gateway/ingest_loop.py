@@ -217,9 +217,11 @@ class IngestLoop:
         metrics, out = self._metrics, self._receipts_out
         if out is None:
             return
-        for topic, payload in self.receipts.drain():
-            if out.publish(topic, payload):
-                metrics.receipts.inc()
-                metrics.receipt_bytes.inc(len(payload))
-            else:
-                metrics.receipts_dropped.inc()
+        receipts = list(self.receipts.drain())
+        if not receipts:
+            return
+        dropped = out.publish_many(receipts)
+        metrics.receipts.inc(len(receipts) - dropped)
+        metrics.receipt_bytes.inc(sum(len(p) for _, p in receipts[: len(receipts) - dropped]))
+        if dropped:
+            metrics.receipts_dropped.inc(dropped)

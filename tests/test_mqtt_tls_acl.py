@@ -22,6 +22,8 @@ from tests.helpers import speed_message
 from vehicle_ingest.gateway.broker import free_port, mosquitto_path, stop_process, wait_for_port
 from vehicle_ingest.gateway.config import GatewayConfig
 from vehicle_ingest.gateway.demo import GatewayProcess
+from vehicle_ingest.gateway.mqtt_source import MqttSettings
+from vehicle_ingest.gateway.receipt_sender import ReceiptSender
 from vehicle_ingest.receipts import Receipt, decode_receipt
 
 pytestmark = pytest.mark.integration
@@ -149,6 +151,39 @@ def test_a_vehicle_reads_its_own_receipts_only_and_only_the_gateway_writes_them(
     finally:
         b.close()
         gateway.close()
+
+
+def _receipt_sender(tls_port: int, pki: Path, cn: str) -> ReceiptSender:
+    settings = MqttSettings(
+        url=f"mqtts://localhost:{tls_port}",
+        client_id=f"{cn}-sender",
+        tls_ca=str(pki / "ca.crt"),
+        tls_cert=str(pki / f"{cn}.crt"),
+        tls_key=str(pki / f"{cn}.key"),
+    )
+    sender = ReceiptSender(settings)
+    sender.start()
+    return sender
+
+
+def test_the_receipt_connection_speaks_mutual_tls_and_counts_what_the_acl_refuses(clients, tls_port, pki):
+    """The gateway's own receipt connection (not paho): over the deployment's TLS listener with the gateway
+    identity its receipts arrive; with a vehicle's identity the broker refuses them and the sender counts it."""
+    clients["a"].subscribe(f"vi/v1/{VIN_A}/receipt")
+    gateway, vehicle = _receipt_sender(tls_port, pki, GATEWAY_CN), _receipt_sender(tls_port, pki, VIN_B)
+    try:
+        assert gateway.publish(f"vi/v1/{VIN_A}/receipt", b"from the gateway")
+        gateway.flush(10)
+        assert _wait_for(clients["a"], f"vi/v1/{VIN_A}/receipt") == [f"vi/v1/{VIN_A}/receipt"]
+        assert vehicle.publish(f"vi/v1/{VIN_A}/receipt", b"forged by B")
+        deadline = time.monotonic() + 10
+        while vehicle.refused == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert vehicle.refused == 1 and vehicle.connections == 1
+        assert clients["a"].received == [(f"vi/v1/{VIN_A}/receipt", b"from the gateway")]
+    finally:
+        gateway.close()
+        vehicle.close()
 
 
 def test_vehicle_cannot_publish_as_another_vehicle(clients):

@@ -214,3 +214,33 @@ def test_a_message_whose_receipt_never_came_is_resent_after_the_timeout_and_sett
         gateway.disconnect()
     assert (totals.messages, totals.failed) == (5, 0)
     assert totals.resent >= 1
+
+
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(st.sampled_from([VIN, OTHER, ""]), st.integers(0, 40), st.sampled_from(["", "", "seq_reused"])),
+            max_size=30,
+        ),
+        max_size=4,
+    )
+)
+def test_the_book_receipts_exactly_what_was_settled_per_vin(batches):
+    """Whatever the batches (repeats, gaps, rejections, unnamed topics): per VIN the receipts cover exactly
+    the stored seqs as maximal ranges, and list exactly the rejected (seq, reason) pairs."""
+    book, stored, rejected = ReceiptBook(), {}, {}
+    for batch in batches:
+        vins = np.array([v for v, _, _ in batch], "S17")
+        seqs = np.array([s for _, s, _ in batch], np.uint64)
+        book.add(Verdicts(vins, seqs, np.array([r for _, _, r in batch], object)))
+        for vin, seq, reason in batch:
+            if vin and not reason:
+                stored.setdefault(vin, set()).add(seq)
+            elif vin:
+                rejected.setdefault(vin, set()).add((seq, reason))
+    receipts = {decode_receipt(p).vin: decode_receipt(p) for _, p in book.drain()}
+    assert set(receipts) == set(stored) | set(rejected)
+    for vin, receipt in receipts.items():
+        assert receipt.stored == tuple(seq_ranges(np.array(sorted(stored.get(vin, ())), np.uint64)))
+        assert set(receipt.rejected) == rejected.get(vin, set())
+        assert all(b + 1 < c for (_, b), (c, _) in zip(receipt.stored, receipt.stored[1:], strict=False))

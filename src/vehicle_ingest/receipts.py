@@ -150,40 +150,72 @@ class Verdicts:
 
 @dataclass
 class ReceiptBook:
-    """Settled seqs per VIN since the last drain: one receipt per VIN and interval, however many messages."""
+    """Settled seqs per VIN since the last drain: one receipt per VIN and interval, however many messages.
 
-    _stored: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    Whole batches in, whole arrays out: `add` keeps each batch's stored (vin, seq) columns as they
+    are, and `drain` sorts them all once and cuts them into ranges with numpy. At 1 M samples/s a
+    loop per VIN and batch cost 15 µs per message, more than the receipt's publish.
+    """
+
+    _vins: list[np.ndarray] = field(default_factory=list)
+    _seqs: list[np.ndarray] = field(default_factory=list)
     _rejected: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
 
     def add(self, verdicts: Verdicts) -> None:
-        named = np.flatnonzero(verdicts.vin != b"")
-        if len(named) == 0:
-            return
-        order = named[np.argsort(verdicts.vin[named], kind="stable")]
-        vin_sorted = verdicts.vin[order]
-        bounds = np.flatnonzero(vin_sorted[1:] != vin_sorted[:-1]) + 1
-        for rows in np.split(order, bounds):  # one iteration per VIN, not per message
-            vin = bytes(verdicts.vin[rows[0]]).decode("ascii", "replace")
-            reason = verdicts.reason[rows]
-            stored = reason == ""
-            if stored.any():
-                self._stored.setdefault(vin, []).append(verdicts.seq[rows[stored]])
-            if not stored.all():
-                rejected = zip(verdicts.seq[rows[~stored]].tolist(), reason[~stored].tolist(), strict=True)
-                self._rejected.setdefault(vin, []).extend(rejected)
+        named = verdicts.vin != b""
+        stored = named & (verdicts.reason == "")
+        self._vins.append(verdicts.vin[stored])
+        self._seqs.append(verdicts.seq[stored])
+        refused = np.flatnonzero(named & ~stored)  # rare: one Python step each
+        columns = (verdicts.vin[refused].tolist(), verdicts.seq[refused].tolist(), verdicts.reason[refused].tolist())
+        for vin, seq, reason in zip(*columns, strict=True):
+            self._rejected.setdefault(vin.decode("ascii", "replace"), []).append((seq, reason))
 
     def __len__(self) -> int:
-        return len(self._stored.keys() | self._rejected.keys())
+        vins = np.unique(np.concatenate(self._vins)) if self._vins else np.zeros(0, "S17")
+        return len({v.decode("ascii", "replace") for v in vins.tolist()} | self._rejected.keys())
 
     def drain(self) -> Iterator[tuple[str, bytes]]:
         """(topic, payload) of one receipt per VIN with anything settled; the book is empty afterwards."""
-        stored, rejected = self._stored, self._rejected
-        self._stored, self._rejected = {}, {}
-        for vin in stored.keys() | rejected.keys():
-            ranges = seq_ranges(np.concatenate(stored[vin])) if vin in stored else []
-            refused = sorted(set(rejected.get(vin, ())))
-            for receipt in _split(vin, ranges, refused):
+        ranges = _ranges_per_vin(self._vins, self._seqs)
+        rejected = self._rejected
+        self._vins, self._seqs, self._rejected = [], [], {}
+        for vin in ranges.keys() | rejected.keys():
+            stored, refused = ranges.get(vin, []), sorted(set(rejected.get(vin, ())))
+            if not refused and len(stored) <= MAX_RECEIPT_ENTRIES:  # the usual case, without _split's lists
+                yield receipt_topic(vin), encode_receipt(Receipt(vin, tuple(stored)))
+                continue
+            for receipt in _split(vin, stored, refused):
                 yield receipt_topic(vin), encode_receipt(receipt)
+
+
+def _ranges_per_vin(vins: list[np.ndarray], seqs: list[np.ndarray]) -> dict[str, list[tuple[int, int]]]:
+    """vin -> inclusive ascending seq ranges, from every batch's stored columns in one sort."""
+    if not vins:
+        return {}
+    vin, seq = np.concatenate(vins), np.concatenate(seqs).astype(np.uint64)
+    if len(vin) == 0:
+        return {}
+    keys = _vin_keys(vin)
+    order = np.lexsort((seq, keys[:, 2], keys[:, 1], keys[:, 0]))
+    vin, seq = vin[order], seq[order]
+    new_vin = np.r_[True, vin[1:] != vin[:-1]]
+    keep = new_vin | np.r_[True, seq[1:] != seq[:-1]]  # a seq settled twice (a redelivery) counts once
+    vin, seq, new_vin = vin[keep], seq[keep], new_vin[keep]
+    starts = np.flatnonzero(new_vin | np.r_[True, seq[1:] - seq[:-1] != 1])
+    ends = np.r_[starts[1:], len(seq)] - 1
+    out: dict[str, list[tuple[int, int]]] = {}
+    pairs = zip(vin[starts].tolist(), seq[starts].tolist(), seq[ends].tolist(), strict=True)
+    for v, first, last in pairs:
+        out.setdefault(v.decode("ascii", "replace"), []).append((first, last))
+    return out
+
+
+def _vin_keys(vin: np.ndarray) -> np.ndarray:
+    """Three big-endian uint64 per 17-byte VIN, in the VINs' byte order: numbers sort 10x faster than bytes."""
+    padded = np.zeros((len(vin), 24), np.uint8)
+    padded[:, :17] = vin.view(np.uint8).reshape(len(vin), 17)
+    return padded.view(">u8").astype(np.uint64)
 
 
 def _split(vin: str, ranges: list[tuple[int, int]], refused: list[tuple[int, str]]) -> Iterator[Receipt]:

@@ -1,0 +1,166 @@
+"""The few MQTT 5 packets a publish-only connection needs, as bytes (OASIS MQTT 5.0, sections 2 and 3).
+
+CONNECT out, CONNACK in; PUBLISH (QoS 1) out, PUBACK in; PINGREQ out, PINGRESP in; DISCONNECT
+both ways. Pure functions and a stream splitter: the connection that uses them is
+`receipt_sender.ReceiptSender`.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+__all__ = [
+    "CONNACK",
+    "DISCONNECT",
+    "DISCONNECT_PACKET",
+    "PINGREQ_PACKET",
+    "PINGRESP",
+    "PUBACK",
+    "Connack",
+    "MqttWireError",
+    "PacketSplitter",
+    "connect_packet",
+    "parse_connack",
+    "parse_puback",
+    "publish_packet",
+]
+
+CONNACK, PUBACK, PINGRESP, DISCONNECT = 2, 4, 13, 14
+PINGREQ_PACKET = b"\xc0\x00"
+DISCONNECT_PACKET = b"\xe0\x00"  # normal disconnection: reason code and properties omitted
+_MAX_REMAINING = 268_435_455  # the largest remaining length four varint bytes can say
+
+# Property identifier -> how its value is laid out, to step over the ones we do not read.
+_BYTE, _U16, _U32, _VARINT, _UTF8, _BINARY, _PAIR = range(7)
+_PROPERTY_KINDS = {
+    0x01: _BYTE, 0x02: _U32, 0x03: _UTF8, 0x08: _UTF8, 0x09: _BINARY, 0x0B: _VARINT, 0x11: _U32,
+    0x12: _UTF8, 0x13: _U16, 0x15: _UTF8, 0x16: _BINARY, 0x17: _BYTE, 0x18: _U32, 0x19: _BYTE,
+    0x1A: _UTF8, 0x1C: _UTF8, 0x1F: _UTF8, 0x21: _U16, 0x22: _U16, 0x23: _U16, 0x24: _BYTE,
+    0x25: _BYTE, 0x26: _PAIR, 0x27: _U32, 0x28: _BYTE, 0x29: _BYTE, 0x2A: _BYTE,
+}  # fmt: skip
+_RECEIVE_MAXIMUM, _MAXIMUM_PACKET_SIZE = 0x21, 0x27
+
+
+class MqttWireError(ValueError):
+    """Bytes from the broker that are not the MQTT 5 we expect: the connection is dropped and made again."""
+
+
+def varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, digit = n >> 7, n & 0x7F
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _utf8(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack(">H", len(data)) + data
+
+
+def connect_packet(client_id: str, keepalive_s: int) -> bytes:
+    """CONNECT with clean start and no session: what such a connection publishes is idempotent."""
+    body = _utf8("MQTT") + bytes([5, 0x02]) + struct.pack(">H", keepalive_s) + b"\x00" + _utf8(client_id)
+    return b"\x10" + varint(len(body)) + body
+
+
+def publish_packet(topic: bytes, payload: bytes, mid: int) -> bytes:
+    """PUBLISH at QoS 1, not retained, no properties; `topic` already UTF-8. A resend sets DUP (0x08) on byte 0."""
+    remaining = 2 + len(topic) + 2 + 1 + len(payload)
+    header = b"\x32" + varint(remaining) + struct.pack(">H", len(topic))
+    return b"".join((header, topic, struct.pack(">H", mid), b"\x00", payload))
+
+
+@dataclass(frozen=True, slots=True)
+class Connack:
+    reason: int  # 0 accepted; >= 0x80 refused
+    receive_maximum: int = 65535  # QoS 1 publishes the broker takes unacknowledged
+    maximum_packet_size: int = _MAX_REMAINING + 5
+
+
+def parse_connack(body: bytes) -> Connack:
+    if len(body) < 2:
+        raise MqttWireError(f"CONNACK of {len(body)} bytes")
+    reason = body[1]
+    if len(body) == 2:
+        return Connack(reason)
+    props = _properties(body, 2)
+    return Connack(
+        reason,
+        props.get(_RECEIVE_MAXIMUM, 65535) or 65535,
+        props.get(_MAXIMUM_PACKET_SIZE, _MAX_REMAINING + 5) or _MAX_REMAINING + 5,
+    )
+
+
+def parse_puback(body: bytes) -> tuple[int, int]:
+    """(packet id, reason code); the reason is omitted (0, success) in the short form."""
+    if len(body) < 2:
+        raise MqttWireError(f"PUBACK of {len(body)} bytes")
+    return (body[0] << 8) | body[1], body[2] if len(body) > 2 else 0
+
+
+def _read_varint(data: bytes | bytearray, at: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    for i in range(at, min(at + 4, len(data))):
+        value |= (data[i] & 0x7F) << shift
+        if not data[i] & 0x80:
+            return value, i + 1
+        shift += 7
+    raise MqttWireError("a variable byte integer runs past its packet or past 4 bytes")
+
+
+def _properties(body: bytes, at: int) -> dict[int, int]:
+    """The integer properties of a property block (strings and binaries are stepped over)."""
+    length, at = _read_varint(body, at)
+    end = at + length
+    if end > len(body):
+        raise MqttWireError("properties run past their packet")
+    out: dict[int, int] = {}
+    while at < end:
+        ident, at = _read_varint(body, at)
+        kind = _PROPERTY_KINDS.get(ident)
+        if kind is None:
+            raise MqttWireError(f"unknown property 0x{ident:02x}")
+        if kind in (_BYTE, _U16, _U32):
+            size = {_BYTE: 1, _U16: 2, _U32: 4}[kind]
+            out[ident] = int.from_bytes(body[at : at + size], "big")
+            at += size
+        elif kind == _VARINT:
+            out[ident], at = _read_varint(body, at)
+        else:
+            for _ in range(2 if kind == _PAIR else 1):
+                at += 2 + int.from_bytes(body[at : at + 2], "big")
+    if at != end:
+        raise MqttWireError("a property runs past its block")
+    return out
+
+
+class PacketSplitter:
+    """Bytes from the socket in, whole packets (type, body) out; keeps a partial packet for the next feed."""
+
+    def __init__(self, max_packet: int = 1 << 20) -> None:
+        self._buffer = bytearray()
+        self._max = max_packet
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        buf = self._buffer
+        buf += data
+        packets: list[tuple[int, bytes]] = []
+        at = 0
+        while len(buf) - at >= 2:
+            try:
+                length, start = _read_varint(buf, at + 1)
+            except MqttWireError:
+                if len(buf) - at < 5:
+                    break  # the length's bytes have not all arrived yet
+                raise
+            if length > self._max:
+                raise MqttWireError(f"a packet of {length} bytes from the broker (most {self._max})")
+            if start + length > len(buf):
+                break
+            packets.append((buf[at] >> 4, bytes(buf[start : start + length])))
+            at = start + length
+        del buf[:at]
+        return packets
