@@ -308,17 +308,18 @@ _STAGES = (
     ("aggregates fold (numba)", "pipeline/_aggregates.py"),
     ("moments: evaluate, owners, outbox", "vehicle_ingest/moments/"),
     ("pipeline bookkeeping (identities, dead letters, metrics)", "vehicle_ingest/pipeline/"),
-    ("MQTT receive + PUBACK (paho thread)", "paho/mqtt"),
+    ("receipts: book and publish", "receipt"),
+    ("MQTT receive + PUBACK (connection thread)", "gateway/mqtt_"),
     ("asyncio loop: batching, hand-over, HTTP", "asyncio"),
 )
 _IDLE = ("select (", "epoll_wait (", "poll (", "pthread_cond_wait", "pthread_cond_timedwait", "sem_wait", "__futex")
 
 
 def _waiting(frames: list[str]) -> bool:
-    """Blocked on the GIL or a lock: an unnamed libc leaf outside chDB, or our window wait."""
+    """Blocked on the GIL or a lock: an unnamed libc leaf outside chDB, or a condition wait."""
     leaf = frames[-1]
     unnamed_libc = leaf.startswith("0x") and "(libc.so.6)" in leaf and not any("_chdb" in f for f in frames)
-    return unnamed_libc or any(f.startswith(("Condition.wait", "MqttSource._wait_for_room")) for f in frames[-3:])
+    return unnamed_libc or any(f.startswith("Condition.wait") for f in frames[-3:])
 
 
 def profile_summary(raw: Path, samples_per_s: float) -> str:

@@ -1,11 +1,12 @@
-"""MQTT 5 source with manual acks (paho-mqtt 2.x).
+"""The gateway's MQTT 5 subscription, with manual acks, on its own connection thread (`MqttConnection`).
 
-paho runs its network loop in its own thread and reconnects by itself; each
-message is handed to the asyncio loop as a `Delivery`. Nothing is acked
-until `ack()` is called, which the gateway does only after the batch holding
-the message is stored. Acks of deliveries from an earlier connection are
-dropped on purpose: the broker redelivers those after the reconnect, and the
-store's identity check keeps the copy from being stored twice.
+It resumes its session (clean start 0, a session expiry), so what it has not acked comes back
+after a reconnect; it bounds what is unacked with Receive Maximum, and stops reading the socket
+(TCP backpressure) when the broker sends beyond it. Each message is handed to the asyncio loop
+as a `Delivery`. Nothing is acked until `settle()`, which the gateway calls only after the batch
+holding the message is stored. Acks of deliveries from an earlier connection are dropped on
+purpose: the broker redelivers those after the reconnect, and the store's identity check keeps
+the copy from being stored twice.
 """
 
 from __future__ import annotations
@@ -18,12 +19,29 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-
+from vehicle_ingest.gateway.mqtt_connection import (
+    BrokerDisconnectedError,
+    ConnectRefusedError,
+    MqttConnection,
+    TlsFiles,
+)
+from vehicle_ingest.gateway.mqtt_wire import (
+    DISCONNECT,
+    PINGRESP,
+    PUBLISH,
+    SUBACK,
+    UNSUBACK,
+    Connack,
+    MqttWireError,
+    Packet,
+    connect_packet,
+    parse_publish,
+    parse_suback,
+    puback_packet,
+    subscribe_packet,
+    unsubscribe_packet,
+)
 from vehicle_ingest.metrics import Metrics
-from vehicle_ingest.mqtt_url import parse_mqtt_url
 
 __all__ = ["Delivery", "MqttSettings", "MqttSource"]
 
@@ -34,16 +52,8 @@ _CONNECT_LOG_EVERY_S = 30.0
 # mosquitto 2.0.11 closes a taken-over session without that reason: what shows is a connection that keeps
 # dropping seconds after it opened. Three such drops within two minutes are reported as a takeover.
 _FLAP_UPTIME_S, _FLAP_WINDOW_S, _FLAPS = 5.0, 120.0, 3
-
-
-def _why_unreachable(url: str) -> str:
-    """What a plain TCP connection to the broker says (paho's failure callback carries no reason)."""
-    host, port, _ = parse_mqtt_url(url)
-    try:
-        with socket.create_connection((host, port), timeout=3):
-            return "the TCP connection works now; the MQTT handshake failed (TLS or protocol?)"
-    except OSError as exc:
-        return exc.strerror or str(exc)
+_SUBSCRIBE_MID, _UNSUBSCRIBE_MID = 1, 2  # our only packet ids: the broker picks the ids of what it sends
+_MAX_PACKET = 268_435_460  # the protocol's largest: oversize payloads reach the pipeline, which dead-letters them
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +72,9 @@ class MqttSettings:
     max_queued_publishes: int = 100_000  # receipts waiting for the broker; more are dropped (and resent later)
     legacy_filters: tuple[str, ...] = ("vi/v1/+/+",)  # left in resumed sessions by older gateways
 
-    def endpoint(self, client: mqtt.Client) -> tuple[str, int]:
-        """(host, port) to connect `client` to, with TLS set on it when the URL is mqtts://."""
-        host, port, tls = parse_mqtt_url(self.url)
-        if tls:
-            client.tls_set(ca_certs=self.tls_ca or None, certfile=self.tls_cert or None, keyfile=self.tls_key or None)
-        return host, port
+    @property
+    def tls(self) -> TlsFiles:
+        return TlsFiles(self.tls_ca, self.tls_cert, self.tls_key)
 
     def shared(self, topic_filter: str) -> str:
         return f"$share/{self.share_group}/{topic_filter}" if self.share_group else topic_filter
@@ -91,69 +98,43 @@ class Delivery:
     generation: int
 
 
-class MqttSource:
+class MqttSource(MqttConnection):
     def __init__(self, settings: MqttSettings, metrics: Metrics, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(settings.url, settings.keepalive_s, settings.tls, "mqtt-source", max_packet=_MAX_PACKET)
         self.settings = settings
         self.queue: asyncio.Queue[Delivery] = asyncio.Queue()
         self._metrics = metrics
         self._loop = loop
         self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)  # signalled when settle() frees window slots
         self._generation = 0
-        self._connected = False
+        self._is_connected = False
         self._accepting = True
         self._unacked = 0
-        self._arrived: list[Delivery] = []  # filled by the paho thread, moved to `queue` on the loop
+        self._acks = bytearray()  # PUBACKs of settled deliveries of this connection, written by the thread
+        self._arrived: list[Delivery] = []  # filled by the connection thread, moved to `queue` on the loop
         self._connect_failures = 0
         self._last_failure_log = 0.0
         self._connected_at = 0.0
         self._short_sessions: list[float] = []  # when connections that lasted < _FLAP_UPTIME_S dropped
-        self._client = self._build_client()
 
     @property
     def connected(self) -> bool:
-        return self._connected
+        return self._is_connected
 
     @property
     def unacked(self) -> int:
         """Deliveries handed to the gateway and not yet settled."""
         return self._unacked
 
-    def _build_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.settings.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,  # before CONNECT, so replayed session messages are not auto-acked
-        )
-        client.on_connect = self._on_connect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
-        client.max_inflight_messages_set(1000)
-        client.max_queued_messages_set(self.settings.max_queued_publishes)
-        return client
-
-    def start(self) -> None:
-        host, port = self.settings.endpoint(self._client)
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.settings.session_expiry_s
-        props.ReceiveMaximum = self.settings.receive_max
-        self._client.connect_async(host, port, self.settings.keepalive_s, clean_start=False, properties=props)
-        self._client.loop_start()
-
     def stop_accepting(self) -> None:
-        """Take no new deliveries; the broker keeps them for the next session."""
-        with self._room:
+        """Take no new deliveries (the socket is no longer read); the broker keeps them for the next session."""
+        with self._lock:
             self._accepting = False
-            self._room.notify_all()
+        self._wake()
 
     def close(self) -> None:
-        self.stop_accepting()  # releases a network thread waiting for window room
-        self._client.disconnect()
-        self._client.loop_stop()
-        self._connected = False
+        self.stop_accepting()
+        super().close()
         self._metrics.connected.set(0)
 
     def settle(self, deliveries: Sequence[Delivery]) -> int:
@@ -165,44 +146,46 @@ class MqttSource:
         acked = 0
         with self._lock:
             for d in deliveries:
-                if d.qos > 0 and d.generation == self._generation and self._connected:
-                    self._client.ack(d.mid, d.qos)
+                if d.qos > 0 and d.generation == self._generation and self._is_connected:
+                    self._acks += puback_packet(d.mid)
                     acked += 1
             self._unacked -= len(deliveries)
             self._metrics.unacked.set(self._unacked)
-            self._room.notify_all()
+        self._wake()
         return acked
 
-    # -- paho thread ------------------------------------------------------
+    # -- the connection thread ----------------------------------------------------------------
 
-    def _on_connect(
-        self, client: mqtt.Client, _userdata: object, flags: mqtt.ConnectFlags, rc: object, _props: object
-    ) -> None:
-        if getattr(rc, "is_failure", False):
-            self._metrics.connect_failures.inc()
-            log.error("mqtt broker %s refused the connection: %s", self.settings.url, rc)
-            return
+    def _connect_packet(self) -> bytes:
+        s = self.settings
+        return connect_packet(s.client_id, s.keepalive_s, s.session_expiry_s, s.receive_max)
+
+    def _connected(self, sock: socket.socket, connack: Connack) -> None:
         self._connect_failures = 0
         self._connected_at = time.monotonic()
         with self._lock:
             self._generation += 1
-            self._connected = True
+            self._is_connected = True
+            self._acks.clear()  # acks of the last connection: the broker redelivers those messages
         self._metrics.connected.set(1)
         if self._generation > 1:
-            if not flags.session_present:  # counted before the reconnect, which is what watchers wait for
+            if not connack.session_present:  # counted before the reconnect, which is what watchers wait for
                 self._report_lost_session()
             self._metrics.reconnects.inc()
-        client.subscribe([(f, mqtt.SubscribeOptions(qos=1)) for f in self.settings.subscriptions])
-        client.unsubscribe([self.settings.shared(f) for f in self.settings.legacy_filters])
+        s = self.settings
+        sock.sendall(
+            subscribe_packet(_SUBSCRIBE_MID, s.subscriptions)
+            + unsubscribe_packet(_UNSUBSCRIBE_MID, [s.shared(f) for f in s.legacy_filters])
+        )
         log.info(
             "mqtt connected (generation %d, session %s), subscribed to %s",
             self._generation,
-            "resumed" if flags.session_present else "new",
-            self.settings.subscription,
+            "resumed" if connack.session_present else "new",
+            s.subscription,
         )
 
     def _report_lost_session(self) -> None:
-        """We always resume (clean_start=False), so a reconnect without a session means the broker no
+        """We always resume (clean start 0), so a reconnect without a session means the broker no
         longer had it: restarted without persistence or killed before saving it, expired (we were away
         longer than the session expiry), taken over by another client with our id and a clean start, or
         answered by a broker node that does not share session state. What it had queued for this
@@ -214,35 +197,42 @@ class MqttSource:
             self.settings.client_id,
         )
 
-    def _on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
-        """No TCP connection (paho retries on its own and gives no reason): counted, and logged every 30 s."""
+    def _connect_failed(self, exc: Exception) -> None:
+        """Counted always, logged every 30 s (the thread retries with backoff)."""
         self._metrics.connect_failures.inc()
         self._connect_failures += 1
         now = time.monotonic()
+        if isinstance(exc, ConnectRefusedError):
+            log.error("mqtt broker %s refused the connection: %s", self.settings.url, exc)
+            return
         if self._connect_failures > 1 and now - self._last_failure_log < _CONNECT_LOG_EVERY_S:
             return
         self._last_failure_log = now
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
         log.error(
             "cannot connect to the mqtt broker at %s: %s (%d attempts so far; retrying)",
             self.settings.url,
-            _why_unreachable(self.settings.url),
+            why,
             self._connect_failures,
         )
 
-    def _on_disconnect(self, _c: mqtt.Client, _u: object, _f: object, rc: object, _p: object) -> None:
+    def _lost(self, exc: Exception) -> None:
         with self._lock:
-            self._connected = False
+            was_connected, self._is_connected = self._is_connected, False
         self._metrics.connected.set(0)
-        if getattr(rc, "value", None) == _SESSION_TAKEN_OVER or self._keeps_dropping():
+        if not was_connected or self._stopping.is_set():
+            return
+        taken_over = isinstance(exc, BrokerDisconnectedError) and exc.reason == _SESSION_TAKEN_OVER
+        if taken_over or self._keeps_dropping():
             self._metrics.session_takeovers.inc()
             log.error(
                 "mqtt session taken over (%s): another client connects with our client id %r and the broker gives it"
                 " our session and our share of the stream. Give every gateway process its own client_id.",
-                rc,
+                exc,
                 self.settings.client_id,
             )
             return
-        log.warning("mqtt disconnected: %s", rc)
+        log.warning("mqtt disconnected: %s", exc)
 
     def _keeps_dropping(self) -> bool:
         now = time.monotonic()
@@ -251,35 +241,61 @@ class MqttSource:
         self._short_sessions = [t for t in self._short_sessions if now - t < _FLAP_WINDOW_S] + [now]
         return len(self._short_sessions) >= _FLAPS
 
-    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
-        # Must never raise: an exception here would leave the message unacked
-        # and poison every later session with it.
-        if not self._accepting:
-            return
+    def _outgoing(self) -> bytes:
+        with self._lock:
+            out, self._acks = bytes(self._acks), bytearray()
+        return out
+
+    def _reading(self) -> bool:
+        """Read only while accepting and within Receive Maximum: beyond it (mosquitto 2.0.11 sends more after
+        PUBACKs, see docs/SCALING.md) TCP backpressure keeps the excess at the broker and gateway memory
+        stays bounded by the window."""
+        return self._accepting and self._unacked < self.settings.receive_max
+
+    def _packets(self, packets: list[Packet]) -> None:
+        arrived = []
+        for packet in packets:
+            if packet.kind == PUBLISH:
+                arrived.append(self._delivery(packet))
+            elif packet.kind == SUBACK:
+                self._check_suback(packet.body)
+            elif packet.kind == DISCONNECT:
+                raise BrokerDisconnectedError(packet.body[0] if packet.body else 0)
+            elif packet.kind not in (UNSUBACK, PINGRESP):
+                raise MqttWireError(f"unexpected packet type {packet.kind} from the broker")
+        if arrived:
+            self._arrive(arrived)
+
+    def _delivery(self, packet: Packet) -> Delivery:
+        publish = parse_publish(packet)
+        if publish.qos == 2:  # we subscribe at QoS 1, so the broker may not send QoS 2
+            raise MqttWireError("a QoS 2 PUBLISH on a QoS 1 subscription")
         try:
-            topic = msg.topic
-        except UnicodeDecodeError:
-            topic = msg._topic.decode("utf-8", "replace")
-        with self._room:
-            if self._unacked >= self.settings.receive_max:
-                self._wait_for_room()
-            if not self._accepting:
+            topic = publish.topic.decode()
+        except UnicodeDecodeError:  # the pipeline rejects the topic (bad_topic) with the reason
+            topic = publish.topic.decode("utf-8", "replace")
+        return Delivery(topic, publish.payload, publish.mid, publish.qos, self._generation)
+
+    def _arrive(self, arrived: list[Delivery]) -> None:
+        with self._lock:
+            if not self._accepting:  # stopping: unacked, so the broker keeps them for the next session
                 return
-            self._arrived.append(Delivery(topic, bytes(msg.payload), msg.mid, msg.qos, self._generation))
-            self._unacked += 1
+            wake = not self._arrived
+            self._arrived += arrived
+            self._unacked += len(arrived)
+            overrun = self._unacked > self.settings.receive_max
             self._metrics.unacked.set(self._unacked)
-            wake = len(self._arrived) == 1
-        self._metrics.received.inc()
+        if overrun:
+            self._metrics.window_overruns.inc()
+        self._metrics.received.inc(len(arrived))
         if wake:  # one loop wake-up per burst, not per message
             self._loop.call_soon_threadsafe(self._hand_over)
 
-    def _wait_for_room(self) -> None:
-        """The broker sent beyond our Receive Maximum (mosquitto 2.0.11 does after PUBACKs, see
-        docs/SCALING.md): hold the network thread so TCP backpressure keeps the excess at the
-        broker, and gateway memory stays bounded by the window."""
-        self._metrics.window_overruns.inc()
-        while self._unacked >= self.settings.receive_max and self._accepting:
-            self._room.wait(0.5)
+    def _check_suback(self, body: bytes) -> None:
+        _, codes = parse_suback(body)
+        refused = [f for f, code in zip(self.settings.subscriptions, codes, strict=False) if code >= 0x80]
+        if refused:
+            log.error("mqtt broker %s refused the subscriptions %s (ACL?)", self.settings.url, ", ".join(refused))
 
     def _hand_over(self) -> None:
         """On the event loop: move what arrived, in arrival order, to the queue."""

@@ -1,14 +1,15 @@
-"""The few MQTT 5 packets a publish-only connection needs, as bytes (OASIS MQTT 5.0, sections 2 and 3).
+"""The MQTT 5 packets the gateway's connections use, as bytes (OASIS MQTT 5.0, sections 2 and 3).
 
-CONNECT out, CONNACK in; PUBLISH (QoS 1) out, PUBACK in; PINGREQ out, PINGRESP in; DISCONNECT
-both ways. Pure functions and a stream splitter: the connection that uses them is
-`receipt_sender.ReceiptSender`.
+CONNECT out, CONNACK in; PUBLISH both ways at QoS 1 (and QoS 0 in); PUBACK both ways; SUBSCRIBE
+and UNSUBSCRIBE out, their acks in; PINGREQ out, PINGRESP in; DISCONNECT both ways. Pure
+functions and a stream splitter; the connections are in `mqtt_connection`.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "CONNACK",
@@ -17,16 +18,26 @@ __all__ = [
     "PINGREQ_PACKET",
     "PINGRESP",
     "PUBACK",
+    "PUBLISH",
+    "SUBACK",
+    "UNSUBACK",
     "Connack",
     "MqttWireError",
+    "Packet",
     "PacketSplitter",
+    "Publish",
     "connect_packet",
     "parse_connack",
     "parse_puback",
+    "parse_publish",
+    "parse_suback",
+    "puback_packet",
     "publish_packet",
+    "subscribe_packet",
+    "unsubscribe_packet",
 ]
 
-CONNACK, PUBACK, PINGRESP, DISCONNECT = 2, 4, 13, 14
+CONNACK, PUBLISH, PUBACK, SUBACK, UNSUBACK, PINGRESP, DISCONNECT = 2, 3, 4, 9, 11, 13, 14
 PINGREQ_PACKET = b"\xc0\x00"
 DISCONNECT_PACKET = b"\xe0\x00"  # normal disconnection: reason code and properties omitted
 _MAX_REMAINING = 268_435_455  # the largest remaining length four varint bytes can say
@@ -39,7 +50,13 @@ _PROPERTY_KINDS = {
     0x1A: _UTF8, 0x1C: _UTF8, 0x1F: _UTF8, 0x21: _U16, 0x22: _U16, 0x23: _U16, 0x24: _BYTE,
     0x25: _BYTE, 0x26: _PAIR, 0x27: _U32, 0x28: _BYTE, 0x29: _BYTE, 0x2A: _BYTE,
 }  # fmt: skip
-_RECEIVE_MAXIMUM, _MAXIMUM_PACKET_SIZE = 0x21, 0x27
+_SESSION_EXPIRY, _RECEIVE_MAXIMUM, _MAXIMUM_PACKET_SIZE = 0x11, 0x21, 0x27
+
+
+class Packet(NamedTuple):
+    kind: int  # the control packet type (high nibble of byte 0)
+    flags: int  # the low nibble (PUBLISH: DUP, QoS, RETAIN)
+    body: bytes  # everything after the remaining length
 
 
 class MqttWireError(ValueError):
@@ -60,10 +77,33 @@ def _utf8(text: str) -> bytes:
     return struct.pack(">H", len(data)) + data
 
 
-def connect_packet(client_id: str, keepalive_s: int) -> bytes:
-    """CONNECT with clean start and no session: what such a connection publishes is idempotent."""
-    body = _utf8("MQTT") + bytes([5, 0x02]) + struct.pack(">H", keepalive_s) + b"\x00" + _utf8(client_id)
+def connect_packet(client_id: str, keepalive_s: int, session_expiry_s: int = 0, receive_max: int = 0) -> bytes:
+    """CONNECT. Without a session expiry: clean start, no session (what is published is idempotent). With
+    one: resume the session the broker holds (clean start 0), so unacknowledged messages come back."""
+    props = b""
+    if session_expiry_s:
+        props += bytes([_SESSION_EXPIRY]) + struct.pack(">I", session_expiry_s)
+    if receive_max:
+        props += bytes([_RECEIVE_MAXIMUM]) + struct.pack(">H", receive_max)
+    flags = 0x00 if session_expiry_s else 0x02
+    head = _utf8("MQTT") + bytes([5, flags]) + struct.pack(">H", keepalive_s)
+    body = head + varint(len(props)) + props + _utf8(client_id)
     return b"\x10" + varint(len(body)) + body
+
+
+def subscribe_packet(mid: int, topic_filters: list[str], qos: int = 1) -> bytes:
+    body = struct.pack(">H", mid) + b"\x00" + b"".join(_utf8(f) + bytes([qos]) for f in topic_filters)
+    return b"\x82" + varint(len(body)) + body
+
+
+def unsubscribe_packet(mid: int, topic_filters: list[str]) -> bytes:
+    body = struct.pack(">H", mid) + b"\x00" + b"".join(_utf8(f) for f in topic_filters)
+    return b"\xa2" + varint(len(body)) + body
+
+
+def puback_packet(mid: int) -> bytes:
+    """PUBACK, success: the short form (reason code and properties omitted)."""
+    return b"\x40\x02" + struct.pack(">H", mid)
 
 
 def publish_packet(topic: bytes, payload: bytes, mid: int) -> bytes:
@@ -76,6 +116,7 @@ def publish_packet(topic: bytes, payload: bytes, mid: int) -> bytes:
 @dataclass(frozen=True, slots=True)
 class Connack:
     reason: int  # 0 accepted; >= 0x80 refused
+    session_present: bool = False
     receive_maximum: int = 65535  # QoS 1 publishes the broker takes unacknowledged
     maximum_packet_size: int = _MAX_REMAINING + 5
 
@@ -83,12 +124,13 @@ class Connack:
 def parse_connack(body: bytes) -> Connack:
     if len(body) < 2:
         raise MqttWireError(f"CONNACK of {len(body)} bytes")
-    reason = body[1]
+    reason, present = body[1], bool(body[0] & 0x01)
     if len(body) == 2:
-        return Connack(reason)
+        return Connack(reason, present)
     props = _properties(body, 2)
     return Connack(
         reason,
+        present,
         props.get(_RECEIVE_MAXIMUM, 65535) or 65535,
         props.get(_MAXIMUM_PACKET_SIZE, _MAX_REMAINING + 5) or _MAX_REMAINING + 5,
     )
@@ -99,6 +141,35 @@ def parse_puback(body: bytes) -> tuple[int, int]:
     if len(body) < 2:
         raise MqttWireError(f"PUBACK of {len(body)} bytes")
     return (body[0] << 8) | body[1], body[2] if len(body) > 2 else 0
+
+
+class Publish(NamedTuple):
+    topic: bytes  # UTF-8 as sent; the caller decides what to do with bytes that are not
+    mid: int  # 0 at QoS 0
+    qos: int
+    payload: bytes
+
+
+def parse_publish(packet: Packet) -> Publish:
+    body, qos = packet.body, (packet.flags >> 1) & 0x03
+    if qos == 3 or len(body) < 2:
+        raise MqttWireError(f"a malformed PUBLISH (QoS {qos}, {len(body)} bytes)")
+    end = 2 + ((body[0] << 8) | body[1])
+    mid = 0
+    if qos:
+        mid, end = (body[end] << 8) | body[end + 1], end + 2
+    props, at = _read_varint(body, end)
+    if at + props > len(body):
+        raise MqttWireError("a PUBLISH whose topic or properties run past it")
+    return Publish(body[2 : end - (2 if qos else 0)], mid, qos, body[at + props :])
+
+
+def parse_suback(body: bytes) -> tuple[int, list[int]]:
+    """(packet id, reason code per filter): 0-2 granted QoS, >= 0x80 refused."""
+    if len(body) < 3:
+        raise MqttWireError(f"SUBACK of {len(body)} bytes")
+    props, at = _read_varint(body, 2)
+    return (body[0] << 8) | body[1], list(body[at + props :])
 
 
 def _read_varint(data: bytes | bytearray, at: int) -> tuple[int, int]:
@@ -144,10 +215,10 @@ class PacketSplitter:
         self._buffer = bytearray()
         self._max = max_packet
 
-    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+    def feed(self, data: bytes) -> list[Packet]:
         buf = self._buffer
         buf += data
-        packets: list[tuple[int, bytes]] = []
+        packets: list[Packet] = []
         at = 0
         while len(buf) - at >= 2:
             try:
@@ -160,7 +231,7 @@ class PacketSplitter:
                 raise MqttWireError(f"a packet of {length} bytes from the broker (most {self._max})")
             if start + length > len(buf):
                 break
-            packets.append((buf[at] >> 4, bytes(buf[start : start + length])))
+            packets.append(Packet(buf[at] >> 4, buf[at] & 0x0F, bytes(buf[start : start + length])))
             at = start + length
         del buf[:at]
         return packets

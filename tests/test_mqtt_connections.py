@@ -1,7 +1,9 @@
-"""The receipt connection: MQTT 5 packets as bytes (pure), then against a real mosquitto."""
+"""The gateway's MQTT connections: MQTT 5 packets as bytes (pure), then the receipt connection against a real
+mosquitto (the ingest connection is exercised by every gateway test and the fault matrix)."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -9,21 +11,31 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from prometheus_client import CollectorRegistry
 
 from vehicle_ingest.gateway.broker import Mosquitto, free_port
-from vehicle_ingest.gateway.mqtt_source import MqttSettings
+from vehicle_ingest.gateway.mqtt_source import Delivery, MqttSettings, MqttSource
 from vehicle_ingest.gateway.mqtt_wire import (
     CONNACK,
     PUBACK,
+    PUBLISH,
     MqttWireError,
+    Packet,
     PacketSplitter,
+    Publish,
     connect_packet,
     parse_connack,
     parse_puback,
+    parse_publish,
+    parse_suback,
+    puback_packet,
     publish_packet,
+    subscribe_packet,
+    unsubscribe_packet,
     varint,
 )
 from vehicle_ingest.gateway.receipt_sender import ReceiptSender
+from vehicle_ingest.metrics import Metrics
 
 # -- bytes -------------------------------------------------------------------------------------
 
@@ -38,11 +50,20 @@ def test_variable_byte_integers_match_the_standards_examples(n, encoded):
 
 def test_a_publish_packet_splits_back_into_its_fields():
     packet = publish_packet(b"vi/v1/X/receipt", b"payload" * 40, 513)
-    ((kind, body),) = PacketSplitter().feed(packet)
-    assert kind == 3 and packet[0] == 0x32  # PUBLISH, QoS 1, not DUP, not retained
+    ((kind, flags, body),) = PacketSplitter().feed(packet)
+    assert (kind, flags) == (PUBLISH, 0x2) and packet[0] == 0x32  # QoS 1, not DUP, not retained
     assert body[:2] == b"\x00\x0f" and body[2:17] == b"vi/v1/X/receipt"
     assert body[17:19] == b"\x02\x01" and body[19] == 0  # packet id 513, no properties
     assert body[20:] == b"payload" * 40
+    assert parse_publish(Packet(kind, flags, body)) == Publish(b"vi/v1/X/receipt", 513, 1, b"payload" * 40)
+
+
+def test_a_qos_0_publish_with_properties_parses_without_a_packet_id():
+    props = b"\x01\x01" + b"\x03\x00\x03a/b"  # payload format indicator, content type
+    body = b"\x00\x01t" + varint(len(props)) + props + b"data"
+    assert parse_publish(Packet(PUBLISH, 0x0, body)) == Publish(b"t", 0, 0, b"data")
+    with pytest.raises(MqttWireError, match="run past"):
+        parse_publish(Packet(PUBLISH, 0x2, b"\x00\x01t\x00\x01\x09"))
 
 
 def test_packets_arriving_a_byte_at_a_time_come_out_whole_and_in_order():
@@ -50,8 +71,8 @@ def test_packets_arriving_a_byte_at_a_time_come_out_whole_and_in_order():
     splitter, out = PacketSplitter(), []
     for i in range(len(stream)):
         out += splitter.feed(stream[i : i + 1])
-    assert [k for k, _ in out] == [PUBACK, PUBACK, 13, 3]
-    assert parse_puback(out[0][1]) == (1, 0) and parse_puback(out[1][1]) == (2, 0x87)
+    assert [p.kind for p in out] == [PUBACK, PUBACK, 13, PUBLISH]
+    assert parse_puback(out[0].body) == (1, 0) and parse_puback(out[1].body) == (2, 0x87)
 
 
 def test_a_connack_gives_the_brokers_receive_maximum_and_packet_size():
@@ -82,10 +103,26 @@ def test_a_connack_with_an_unknown_property_or_a_short_body_is_refused():
 
 
 def test_the_connect_packet_is_mqtt_5_with_clean_start():
-    ((kind, body),) = PacketSplitter().feed(connect_packet("gw-receipts", 30))
+    ((kind, _, body),) = PacketSplitter().feed(connect_packet("gw-receipts", 30))
     assert kind == 1 and body[:6] == b"\x00\x04MQTT" and body[6] == 5 and body[7] == 0x02
     assert body[8:10] == b"\x00\x1e" and body[10] == 0 and body[11:] == b"\x00\x0bgw-receipts"
+
+
+def test_a_resuming_connect_asks_for_its_session_and_bounds_the_window():
+    ((_, _, body),) = PacketSplitter().feed(connect_packet("gw", 30, session_expiry_s=86_400, receive_max=2000))
+    assert body[7] == 0x00  # clean start 0: resume the session
+    assert body[10:19] == b"\x08" + b"\x11\x00\x01\x51\x80" + b"\x21\x07\xd0"
+    assert parse_connack(b"\x01\x00").session_present and not parse_connack(b"\x00\x00").session_present
     assert CONNACK == 2
+
+
+def test_subscribe_unsubscribe_and_their_acks():
+    ((kind, flags, body),) = PacketSplitter().feed(subscribe_packet(7, ["$share/g/vi/v1/+/signals"]))
+    assert (kind, flags) == (8, 0x2) and body[:3] == b"\x00\x07\x00" and body[-1] == 1  # QoS 1 option
+    ((kind, flags, body),) = PacketSplitter().feed(unsubscribe_packet(8, ["vi/v1/+/+"]))
+    assert (kind, flags, body) == (10, 0x2, b"\x00\x08\x00\x00\x09vi/v1/+/+")
+    assert parse_suback(b"\x00\x07\x00\x01\x87") == (7, [1, 0x87])
+    assert puback_packet(0x1234) == b"\x40\x02\x12\x34"
 
 
 # -- against mosquitto --------------------------------------------------------------------------
@@ -199,3 +236,55 @@ def test_a_full_queue_drops_and_says_how_many(tmp_path, sender_on):
     assert sender.publish_many(_receipts(60)) == 0
     assert sender.publish_many(_receipts(60)) == 20
     assert not sender.publish("vi/v1/VIN00000000000001/receipt", b"one more")
+
+
+async def _take(source: MqttSource, n: int, timeout: float = 20) -> list[Delivery]:
+    got: list[Delivery] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < n and time.monotonic() < deadline:
+        try:
+            got.append(await asyncio.wait_for(source.queue.get(), 0.5))
+        except TimeoutError:
+            continue
+    return got
+
+
+@pytest.mark.integration
+def test_a_resumed_session_delivers_its_backlog_once_and_only_acked_messages_stay_gone(tmp_path):
+    """The ingest connection: what was published while it was away arrives on resume (mosquitto sends it
+    right behind CONNACK, in the same read); what it settled is not redelivered, what it did not is."""
+    topics = [(f"vi/v1/VIN{i:014d}/signals", f"message {i}".encode()) for i in range(300)]
+
+    async def run(broker: Mosquitto) -> tuple[list[Delivery], list[Delivery]]:
+        settings = MqttSettings(url=broker.url, client_id="gw-resume", keepalive_s=5)
+        first = MqttSource(settings, Metrics.create(CollectorRegistry()), asyncio.get_running_loop())
+        first.start()
+        assert await asyncio.to_thread(_wait, lambda: first.connected)
+        await asyncio.sleep(0.3)  # subscribed
+        first.close()
+        publisher = ReceiptSender(MqttSettings(url=broker.url, client_id="vehicle"))  # any QoS 1 publisher
+        publisher.start()
+        assert await asyncio.to_thread(_wait, lambda: publisher.connected)
+        publisher.publish_many(topics)
+        await asyncio.to_thread(publisher.flush, 10)
+        publisher.close()
+        second = MqttSource(settings, Metrics.create(CollectorRegistry()), asyncio.get_running_loop())
+        second.start()
+        backlog = await _take(second, len(topics))
+        second.settle(backlog[:100])  # stored: acked
+        await asyncio.sleep(0.3)
+        second.close()
+        third = MqttSource(settings, Metrics.create(CollectorRegistry()), asyncio.get_running_loop())
+        third.start()
+        again = await _take(third, len(topics) - 100)
+        third.close()
+        return backlog, again
+
+    broker = Mosquitto(tmp_path / "broker", free_port())
+    broker.start()
+    try:
+        backlog, again = asyncio.run(run(broker))
+    finally:
+        broker.stop()
+    assert [(d.topic, d.payload) for d in backlog] == topics
+    assert sorted((d.topic, d.payload) for d in again) == sorted(topics[100:])
