@@ -1,9 +1,9 @@
 """Moments at ingest: evaluate a committed batch, then commit the new state once its messages are in the outbox.
 
-    evaluate(decoded, plan) ── rows of watched channels (numpy) ── state machine (numba) ── fires (few)
-        │                                                                      │
-        └── vehicles not in memory: state rebuilt from the store (_history)    └── owner as of the sample,
-                                                                                   cool-down, TagChange
+    evaluate(decoded, plan) ── watched rows (numba) ── state machine in batch order (numba) ── fires (few)
+        │                          │ rows out of time order: sorted (reference) path  │
+        └── vehicles not in memory: state rebuilt from the store (_history)            └── owner as of the sample,
+                                                                                           cool-down, TagChange
     outbox.enqueue(evaluation.changes)  →  commit(evaluation)  →  the caller acks the batch
 
 Every accepted message of the batch counts, stored now or a duplicate: a message redelivered
@@ -12,6 +12,11 @@ after a crash between its insert and the outbox write fires again, with the same
 `commit`, after the outbox write; a failed write leaves it where it was, so the retry decides
 the same. A vehicle's samples no later than its last evaluated one are skipped: a duplicate of an
 old message must not fire against today's state.
+
+The batch's state lives in dense (batch VIN, channel) arrays, copied from memory (or the rebuilt
+state) in `_start`; the common path walks the watched rows in batch order, since per (VIN,
+channel) they almost always come in time order (_crossings). A batch where they do not takes the
+sorted path, the reference the parity test holds the common path to.
 """
 
 from __future__ import annotations
@@ -25,15 +30,17 @@ import numpy as np
 
 from vehicle_ingest.cdp import TagChange, moment_message_id
 from vehicle_ingest.metrics import Metrics
-from vehicle_ingest.moments._crossings import condition_mask, crossings_numba
+from vehicle_ingest.moments._crossings import condition_mask, crossings_in_order, crossings_numba
 from vehicle_ingest.moments._definitions import MomentDefinition
 from vehicle_ingest.moments._history import ChannelKey, fired_history, last_crossings, owners_of
+from vehicle_ingest.moments._rows import Part, Rows, Watch, concat_rows, fired_rows, pick, rows_per_channel
 from vehicle_ingest.pipeline import Decoded, Plan
 from vehicle_ingest.storage import Store
 
 __all__ = ["Evaluation", "MomentEngine"]
 
 _NEVER = np.iinfo(np.int64).min
+_Decided = tuple[np.ndarray, np.ndarray, np.ndarray, Rows]  # armed, last ts, touched (per VIN, channel); fires
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,33 +55,42 @@ class Evaluation:
     """What one batch decided; nothing is applied before `MomentEngine.commit`."""
 
     changes: list[TagChange] = field(default_factory=list)
-    vins: list[str] = field(default_factory=list)  # per state row below
-    channels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    armed: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
-    last_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    vins: list[str] = field(default_factory=list)  # the batch's VINs: the rows of the arrays below
+    slots: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # state row then, -1: not in memory
+    armed: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))  # per (VIN, channel), after the batch
+    last_ts: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int64))
+    touched: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), bool))  # cells the batch moved
     loaded: dict[str, np.ndarray] = field(default_factory=dict)  # vin -> armed per channel, rebuilt from the store
     fired: dict[tuple[str, str], list[tuple[int, str]]] = field(default_factory=dict)  # recent fires after it
     suppressed: int = 0  # crossings not sent: cool-down, or no owner at the sample's time
 
 
 class MomentEngine:
-    """Per (vehicle, channel) armed state in memory; per (owner, moment) recent fires for the cool-down."""
+    """Per (vehicle, channel) armed state in memory; per (owner, moment) recent fires for the cool-down.
 
-    def __init__(self, store: Store, moments: Sequence[MomentDefinition], metrics: Metrics) -> None:
+    `fast=False` sends every batch down the sorted path (the parity tests compare the two).
+    """
+
+    def __init__(
+        self, store: Store, moments: Sequence[MomentDefinition], metrics: Metrics, *, fast: bool = True
+    ) -> None:
         self._store = store
         self.moments = tuple(moments)
         self._metrics = metrics
+        self._fast = fast
+        self.sorted_batches = 0  # batches whose rows were out of time order (or fast=False)
         self._channels = [
             _Channel(i, s, p)
             for i, m in enumerate(self.moments)
             for s, p in zip(m.signal_ids, m.signal_paths, strict=True)
         ] + [_Channel(i, int(m.event_id), m.event_name) for i, m in enumerate(self.moments) if m.event_id is not None]
         # source id -> channel indexes, signals and events apart (one batch pass picks them all)
-        self._signal_sources: dict[int, list[int]] = {}
-        self._event_sources: dict[int, list[int]] = {}
+        signal_sources: dict[int, list[int]] = {}
+        event_sources: dict[int, list[int]] = {}
         for c, ch in enumerate(self._channels):
-            by_source = self._event_sources if self.moments[ch.moment].event_id is not None else self._signal_sources
+            by_source = event_sources if self.moments[ch.moment].event_id is not None else signal_sources
             by_source.setdefault(ch.source, []).append(c)
+        self._signals, self._events = Watch.of(signal_sources), Watch.of(event_sources)
         self._slot: dict[str, int] = {}
         self._armed = np.ones((0, len(self._channels)), dtype=bool)
         self._last_ts = np.full((0, len(self._channels)), _NEVER, dtype=np.int64)
@@ -85,103 +101,109 @@ class MomentEngine:
 
     def evaluate(self, decoded: Decoded, plan: Plan) -> Evaluation:
         started = perf_counter()
-        rows = self._rows(decoded, plan)
-        if rows is None:
+        parts, present = pick(decoded, plan, self._signals, self._events)
+        if not parts:
             return Evaluation()
-        vidx, chan, ts, value, msg = rows
         vins = plan.vins
-        evaluation = Evaluation()
-        slot = self._slots(vins, vidx, chan, ts, evaluation)
-        armed0, last0 = self._start_state(vins, vidx, chan, slot, evaluation)
-        keep = ts > last0
-        vidx, chan, ts, value, msg, armed0 = vidx[keep], chan[keep], ts[keep], value[keep], msg[keep], armed0[keep]
-        if len(ts) == 0:  # only samples older than the state: late data and old duplicates
-            return evaluation
-        order = np.lexsort((msg, ts, chan, vidx))
-        vidx, chan, ts, value, msg, armed0 = (a[order] for a in (vidx, chan, ts, value, msg, armed0))
-        key = vidx * len(self._channels) + chan
-        starts = np.r_[True, key[1:] != key[:-1]]
-        first, group = np.flatnonzero(starts), np.cumsum(starts) - 1
-        fire, rearm = self._conditions(chan, value)
-        armed = armed0[first].copy()
-        fired = crossings_numba(group, fire, rearm, armed)
-        last = np.r_[first[1:], len(key)] - 1
-        evaluation.vins = [vins[i] for i in vidx[first].tolist()]
-        evaluation.channels, evaluation.armed, evaluation.last_ts = chan[first], armed, ts[last]
-        hits = np.flatnonzero(fired)
-        self._changes(
-            evaluation,
-            [vins[i] for i in vidx[hits].tolist()],
-            chan[hits],
-            ts[hits],
-            value[hits],
-            decoded.messages.seq[msg[hits]],
-        )
+        evaluation = Evaluation(vins=vins)
+        slots, missing = self._slots(vins, present, parts, plan, evaluation)
+        armed0, before = self._start(vins, slots, missing, evaluation)
+        decided = self._in_order(parts, plan, armed0, before) if self._fast else None
+        if decided is None:
+            self.sorted_batches += 1
+            decided = self._sorted(parts, plan, armed0, before)
+        evaluation.slots = slots
+        evaluation.armed, evaluation.last_ts, evaluation.touched, fires = decided
+        vidx, chan, ts, value, msg = fires
+        seq = decoded.messages.seq[msg]
+        self._changes(evaluation, [vins[i] for i in vidx.tolist()], chan, ts, value, seq)
         self._metrics.moment_seconds.observe(perf_counter() - started)
         return evaluation
 
     def commit(self, evaluation: Evaluation) -> None:
-        """Apply an evaluation whose changes the outbox holds now."""
-        for vin, armed in evaluation.loaded.items():
-            row = self._new_slot(vin)
-            self._armed[row] = armed
-            self._last_ts[row] = _NEVER
-        rows = np.array([self._slot[v] for v in evaluation.vins], dtype=np.int64)
-        self._armed[rows, evaluation.channels] = evaluation.armed
-        self._last_ts[rows, evaluation.channels] = evaluation.last_ts
+        """Apply an evaluation whose changes the outbox holds now: only the (VIN, channel) cells it moved."""
+        slots = evaluation.slots.copy()
+        for i in np.flatnonzero(slots < 0).tolist():
+            armed = evaluation.loaded.get(evaluation.vins[i])
+            if armed is None:
+                continue  # no watched row of this VIN in the batch
+            slots[i] = self._new_slot(evaluation.vins[i])
+            self._armed[slots[i]] = armed
+            self._last_ts[slots[i]] = _NEVER
+        v, c = np.nonzero(evaluation.touched)
+        self._armed[slots[v], c] = evaluation.armed[v, c]
+        self._last_ts[slots[v], c] = evaluation.last_ts[v, c]
         for pair, fires in evaluation.fired.items():
             self._recent[pair] = sorted(fires)[-16:]  # the cool-down only needs the latest few
-        counts = Counter(c.tag for c in evaluation.changes)
+        counts = Counter(ch.tag for ch in evaluation.changes)
         for moment, n in counts.items():
             self._metrics.moments_fired.labels(moment).inc(n)
         if evaluation.suppressed:
             self._metrics.moments_suppressed.inc(evaluation.suppressed)
 
-    # -- the batch's rows ----------------------------------------------------------------------
+    # -- conditions --------------------------------------------------------------------------
 
-    def _rows(self, decoded: Decoded, plan: Plan) -> tuple[np.ndarray, ...] | None:
-        """(vin index, channel, ts, value, msg) of every watched sample or event of an accepted message.
+    def _part_conditions(self, part: Part) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per channel its row in `fire`/`rearm`; per moment with rows here, where its conditions hold in `hit`.
 
-        One pass over the batch's samples picks the watched ones (a small share); the channels are
-        then told apart within those. A pass per channel over a 1 M-sample batch cost more than the
-        rest of the evaluation.
+        One row per moment, not per channel: a moment's channels share its rules.
         """
-        s, e = decoded.signals, decoded.events
-        parts = [
-            self._watched(s.signal_id, s.msg, s.ts, s.value, plan, self._signal_sources),
-            self._watched(e.event_id, e.msg, e.ts, None, plan, self._event_sources),
-        ]
-        parts = [p for p in parts if p is not None]
-        if not parts:
-            return None
-        return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+        moments = sorted(
+            {self._channels[c].moment for s in np.flatnonzero(part.seen).tolist() for c in part.watch.channels(s)}
+        )
+        value = part.values()
+        fire = np.empty((len(moments), len(value)), dtype=bool)
+        rearm = np.empty((len(moments), len(value)), dtype=bool)
+        cond = np.full(len(self._channels), -1, dtype=np.int64)
+        for r, i in enumerate(moments):
+            m = self.moments[i]
+            fire[r] = True if m.fire is None else condition_mask(m.fire, value)
+            rearm[r] = condition_mask(m.rearm, value)
+            cond[[c for c, ch in enumerate(self._channels) if ch.moment == i]] = r
+        return cond, fire, rearm
 
-    def _watched(
-        self,
-        source: np.ndarray,
-        src_msg: np.ndarray,
-        ts: np.ndarray,
-        value: np.ndarray | None,
-        plan: Plan,
-        channels: dict[int, list[int]],
-    ) -> tuple[np.ndarray, ...] | None:
-        if not channels or len(source) == 0:
-            return None
-        hit = np.flatnonzero(np.isin(source, np.fromiter(channels, np.int64, len(channels))))
-        hit = hit[plan.accepted[src_msg[hit]]]
-        if len(hit) == 0:
-            return None
-        picked = source[hit].astype(np.int64)
-        parts = []
-        for src, chans in channels.items():
-            rows = hit[picked == src]
-            for c in chans:  # two moments on one signal: its rows once per channel
-                msg = src_msg[rows].astype(np.int64)
-                vals = np.ones(len(rows)) if value is None else value[rows]
-                parts.append(
-                    (plan.vin_index[msg].astype(np.int64), np.full(len(rows), c, np.int64), ts[rows], vals, msg)
-                )
-        return tuple(np.concatenate(column) for column in zip(*parts, strict=True))
+    # -- the two ways through a batch ----------------------------------------------------------
+
+    def _in_order(self, parts: list[Part], plan: Plan, armed0: np.ndarray, before: np.ndarray) -> _Decided | None:
+        """One pass per table in batch order; None when some (VIN, channel) has rows out of time order."""
+        armed, last = armed0.copy(), before.copy()
+        last_msg = np.zeros(armed.shape, dtype=np.int64)
+        touched = np.zeros(armed.shape, dtype=bool)
+        fires: list[Rows] = []
+        for part in parts:
+            cond, fire, rearm = self._part_conditions(part)
+            w = part.watch
+            room = len(part.hit) * w.width
+            fired_at, fired_chan = np.empty(room, dtype=np.int64), np.empty(room, dtype=np.int64)
+            k = crossings_in_order(
+                part.hit, part.source, part.msg, part.ts, plan.vin_index, w.first, w.chans, cond, fire, rearm,
+                armed, before, last, last_msg, touched, fired_at, fired_chan,
+            )  # fmt: skip
+            if k < 0:
+                return None
+            fires.append(fired_rows(part, fired_at[:k], fired_chan[:k], plan.vin_index))
+        return armed, last, touched, concat_rows(fires)
+
+    def _sorted(self, parts: list[Part], plan: Plan, armed0: np.ndarray, before: np.ndarray) -> _Decided:
+        """The reference: rows sorted by (VIN, channel, ts, msg), then the state machine per group."""
+        armed, last, touched = armed0.copy(), before.copy(), np.zeros(armed0.shape, dtype=bool)
+        vidx, chan, ts, value, msg = rows_per_channel(parts, plan.vin_index)
+        keep = ts > before[vidx, chan]
+        vidx, chan, ts, value, msg = vidx[keep], chan[keep], ts[keep], value[keep], msg[keep]
+        if len(ts) == 0:  # only samples older than the state: late data and old duplicates
+            return armed, last, touched, (vidx, chan, ts, value, msg)
+        order = np.lexsort((msg, ts, chan, vidx))
+        vidx, chan, ts, value, msg = (a[order] for a in (vidx, chan, ts, value, msg))
+        key = vidx * len(self._channels) + chan
+        starts = np.r_[True, key[1:] != key[:-1]]
+        first, group = np.flatnonzero(starts), np.cumsum(starts) - 1
+        fire, rearm = self._conditions(chan, value)
+        cells = vidx[first], chan[first]
+        group_armed = armed0[cells].copy()
+        fired = crossings_numba(group, fire, rearm, group_armed)
+        armed[cells], last[cells], touched[cells] = group_armed, ts[np.r_[first[1:], len(key)] - 1], True
+        hits = np.flatnonzero(fired)
+        return armed, last, touched, (vidx[hits], chan[hits], ts[hits], value[hits], msg[hits])
 
     def _conditions(self, chan: np.ndarray, value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         fire, rearm = np.zeros(len(chan), bool), np.zeros(len(chan), bool)
@@ -196,58 +218,60 @@ class MomentEngine:
 
     # -- state -------------------------------------------------------------------------------
 
-    def _slots(self, vins: list[str], vidx: np.ndarray, chan: np.ndarray, ts: np.ndarray, ev: Evaluation) -> np.ndarray:
-        """Each batch VIN's state row (-1: not in memory; its state is then rebuilt into `ev.loaded`)."""
-        present = np.unique(vidx)
-        slot = np.full(len(vins), -1, dtype=np.int64)
-        missing = []
-        for i in present.tolist():
-            row = self._slot.get(vins[i], -1)
-            slot[i] = row
-            if row < 0:
-                missing.append(i)
-        if missing:
-            self._load(vins, missing, vidx, chan, ts, ev)
-        return slot
+    def _slots(
+        self, vins: list[str], present: np.ndarray, parts: list[Part], plan: Plan, ev: Evaluation
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each batch VIN's state row (-1: not in memory), and those of the present VINs not in memory.
 
-    def _load(
-        self, vins: list[str], missing: list[int], vidx: np.ndarray, chan: np.ndarray, ts: np.ndarray, ev: Evaluation
-    ) -> None:
-        rows = np.isin(vidx, missing)
-        sources = np.array([ch.source for ch in self._channels], dtype=np.int64)
-        key = vidx[rows] * 65536 + sources[chan[rows]]  # two moments on one signal share its bound
-        unique, inverse = np.unique(key, return_inverse=True)
+        Their state is rebuilt into `ev.loaded`.
+        """
+        get = self._slot.get
+        slot = np.fromiter((get(v, -1) for v in vins), dtype=np.int64, count=len(vins))
+        missing = np.flatnonzero(present & (slot < 0))
+        if len(missing):
+            self._load(vins, missing, parts, plan, ev)
+        return slot, missing
+
+    def _load(self, vins: list[str], missing: np.ndarray, parts: list[Part], plan: Plan, ev: Evaluation) -> None:
+        is_missing = np.zeros(len(vins), dtype=bool)
+        is_missing[missing] = True
+        keys, times = [], []
+        for part in parts:
+            vidx = plan.vin_index[part.msg[part.hit]].astype(np.int64)
+            mine = is_missing[vidx]
+            rows = part.hit[mine]
+            keys.append(vidx[mine] * 65536 + part.source[rows])  # per source: two moments on one signal share its bound
+            times.append(part.ts[rows])
+        unique, inverse = np.unique(np.concatenate(keys), return_inverse=True)
         first = np.full(len(unique), np.iinfo(np.int64).max, dtype=np.int64)
-        np.minimum.at(first, inverse.reshape(-1), ts[rows])
-        keys = [
+        np.minimum.at(first, inverse.reshape(-1), np.concatenate(times))
+        channel_keys = [
             ChannelKey(vins[k // 65536], k % 65536, before)
             for k, before in zip(unique.tolist(), first.tolist(), strict=True)
         ]
-        history = last_crossings(self._store, self.moments, keys) if keys else {}
-        for v in missing:
+        history = last_crossings(self._store, self.moments, channel_keys) if channel_keys else {}
+        for v in missing.tolist():
             armed = np.ones(len(self._channels), dtype=bool)
             for c, ch in enumerate(self._channels):
                 fire_ms, rearm_ms = history.get((vins[v], ch.moment, ch.source), (0, 0))
                 armed[c] = fire_ms == 0 or rearm_ms > fire_ms
             ev.loaded[vins[v]] = armed
 
-    def _start_state(
-        self, vins: list[str], vidx: np.ndarray, chan: np.ndarray, slot: np.ndarray, ev: Evaluation
+    def _start(
+        self, vins: list[str], slot: np.ndarray, missing: np.ndarray, ev: Evaluation
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Per row: its channel's armed state and last evaluated ts before this batch."""
-        row = slot[vidx]
-        known = row >= 0
-        armed = np.ones(len(vidx), dtype=bool)
-        last = np.full(len(vidx), _NEVER, dtype=np.int64)
-        armed[known] = self._armed[row[known], chan[known]]
-        last[known] = self._last_ts[row[known], chan[known]]
-        if ev.loaded:
-            rebuilt = np.ones((len(vins), len(self._channels)), dtype=bool)
-            for i, vin in enumerate(vins):
-                if vin in ev.loaded:
-                    rebuilt[i] = ev.loaded[vin]
-            armed[~known] = rebuilt[vidx[~known], chan[~known]]
-        return armed, last
+        """Per (batch VIN, channel): armed, and the last evaluated ts before this batch.
+
+        Copies, filled from memory or the rebuilt state: evaluate moves nothing.
+        """
+        armed = np.ones((len(vins), len(self._channels)), dtype=bool)
+        before = np.full((len(vins), len(self._channels)), _NEVER, dtype=np.int64)
+        known = np.flatnonzero(slot >= 0)
+        armed[known] = self._armed[slot[known]]
+        before[known] = self._last_ts[slot[known]]
+        for i in missing.tolist():
+            armed[i] = ev.loaded[vins[i]]
+        return armed, before
 
     def _new_slot(self, vin: str) -> int:
         row = self._slot.get(vin)
