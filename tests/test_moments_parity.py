@@ -67,16 +67,16 @@ class StubStore:
             return [(v, 0, f"owner-{int(v[-1]) % 3}") for v in params["vins"] if v != VINS[-1]]
         if "FROM tag_history" in sql:
             return []
-        keys = [k.split(":") for k in params["keys"]]
+        keys = [k.split(":") for k in params["keys"]]  # table ('s' or 'e'), vin, source
         if "FROM signals" in sql:
             pairs = sql.count("maxIf(") // 2
             return [
                 (v, int(s), *(_hashed(v, s, j) % 3 * 100 for j in range(2 * pairs)))
-                for v, s in keys
-                if int(s) in SIGNAL_IDS
+                for table, v, s in keys
+                if table == "s" and int(s) in SIGNAL_IDS
             ]
         assert "FROM events" in sql
-        return [(v, int(s), _hashed(v, s) % 2 * 100) for v, s in keys if int(s) in EVENT_IDS]
+        return [(v, int(s), _hashed(v, s) % 2 * 100) for table, v, s in keys if table == "e" and int(s) in EVENT_IDS]
 
 
 class Fleet:

@@ -240,13 +240,15 @@ class MomentEngine:
             vidx = plan.vin_index[part.msg[part.hit]].astype(np.int64)
             mine = is_missing[vidx]
             rows = part.hit[mine]
-            keys.append(vidx[mine] * 65536 + part.source[rows])  # per source: two moments on one signal share its bound
+            # Per (vin, table, source): two moments on one signal share its bound; signal 5 and event 5 do not.
+            table = 65536 if part.value is None else 0
+            keys.append(vidx[mine] * 131072 + table + part.source[rows])
             times.append(part.ts[rows])
         unique, inverse = np.unique(np.concatenate(keys), return_inverse=True)
         first = np.full(len(unique), np.iinfo(np.int64).max, dtype=np.int64)
         np.minimum.at(first, inverse.reshape(-1), np.concatenate(times))
         channel_keys = [
-            ChannelKey(vins[k // 65536], k % 65536, before)
+            ChannelKey(vins[k // 131072], k % 65536, before, event=bool(k % 131072 >= 65536))
             for k, before in zip(unique.tolist(), first.tolist(), strict=True)
         ]
         history = last_crossings(self._store, self.moments, channel_keys) if channel_keys else {}

@@ -30,6 +30,12 @@ class ChannelKey:
     vin: str
     source: int  # signal id, or event id for an event moment
     before_ms: int  # only rows strictly before this count (the batch's first row of that channel)
+    event: bool = False  # an event id (signal 5 and event 5 are different channels)
+
+    @property
+    def text(self) -> str:
+        """What `_before` compares: table, vin and source."""
+        return f"{'e' if self.event else 's'}:{self.vin}:{self.source}"
 
 
 def last_crossings(
@@ -41,7 +47,7 @@ def last_crossings(
         chunk = keys[lo : lo + _CHUNK]
         params = {
             "vins": sorted({k.vin for k in chunk}),
-            "keys": [f"{k.vin}:{k.source}" for k in chunk],
+            "keys": [k.text for k in chunk],
             "before": [k.before_ms for k in chunk],
             "floor": min(k.before_ms for k in chunk) - LOOKBACK_MS,
         }
@@ -59,9 +65,10 @@ def _ms(expr: str) -> str:
 
 
 def _before(column: str) -> str:
-    # Per (vin, channel) bound: a channel this batch does not carry reads all its history.
+    # Per (table, vin, source) bound: a channel this batch does not carry reads all its history.
+    table = "e" if column == "event_id" else "s"
     return (
-        f"toUnixTimestamp64Milli(ts) < transform(concat(toString(vin), ':', toString({column})),"
+        f"toUnixTimestamp64Milli(ts) < transform(concat('{table}:', toString(vin), ':', toString({column})),"
         " %(keys)s, %(before)s, toInt64(9223372036854775807))"
     )
 
