@@ -32,7 +32,7 @@ from vehicle_ingest.cdp import TagChange, moment_message_id
 from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.moments._crossings import condition_mask, crossings_in_order, crossings_numba
 from vehicle_ingest.moments._definitions import MomentDefinition
-from vehicle_ingest.moments._history import ChannelKey, fired_history, last_crossings, owners_of
+from vehicle_ingest.moments._history import ChannelKey, fired_history, last_crossings, owners_of, vins_with_history
 from vehicle_ingest.moments._rows import Part, Rows, Watch, concat_rows, fired_rows, pick, rows_per_channel
 from vehicle_ingest.pipeline import Decoded, Plan
 from vehicle_ingest.storage import Store
@@ -78,6 +78,7 @@ class MomentEngine:
         self.moments = tuple(moments)
         self._metrics = metrics
         self._fast = fast
+        self._with_history: set[str] | None = None  # read at the first batch (on the store's thread)
         self.sorted_batches = 0  # batches whose rows were out of time order (or fast=False)
         self._channels = [
             _Channel(i, s, p)
@@ -233,6 +234,21 @@ class MomentEngine:
         return slot, missing
 
     def _load(self, vins: list[str], missing: np.ndarray, parts: list[Part], plan: Plan, ev: Evaluation) -> None:
+        if self._with_history is None:
+            self._with_history = vins_with_history(self._store, self.moments)
+        stored = [v for v in missing.tolist() if vins[v] in self._with_history]
+        history = self._history(vins, np.array(stored, dtype=np.int64), parts, plan) if stored else {}
+        for v in missing.tolist():
+            armed = np.ones(len(self._channels), dtype=bool)
+            for c, ch in enumerate(self._channels):
+                fire_ms, rearm_ms = history.get((vins[v], ch.moment, ch.source), (0, 0))
+                armed[c] = fire_ms == 0 or rearm_ms > fire_ms
+            ev.loaded[vins[v]] = armed
+
+    def _history(
+        self, vins: list[str], missing: np.ndarray, parts: list[Part], plan: Plan
+    ) -> dict[tuple[str, int, int], tuple[int, int]]:
+        """The last fire and re-arm times per channel of `missing` VINs, from their rows before this batch."""
         is_missing = np.zeros(len(vins), dtype=bool)
         is_missing[missing] = True
         keys, times = [], []
@@ -251,13 +267,7 @@ class MomentEngine:
             ChannelKey(vins[k // 131072], k % 65536, before, event=bool(k % 131072 >= 65536))
             for k, before in zip(unique.tolist(), first.tolist(), strict=True)
         ]
-        history = last_crossings(self._store, self.moments, channel_keys) if channel_keys else {}
-        for v in missing.tolist():
-            armed = np.ones(len(self._channels), dtype=bool)
-            for c, ch in enumerate(self._channels):
-                fire_ms, rearm_ms = history.get((vins[v], ch.moment, ch.source), (0, 0))
-                armed[c] = fire_ms == 0 or rearm_ms > fire_ms
-            ev.loaded[vins[v]] = armed
+        return last_crossings(self._store, self.moments, channel_keys) if channel_keys else {}
 
     def _start(
         self, vins: list[str], slot: np.ndarray, missing: np.ndarray, ev: Evaluation

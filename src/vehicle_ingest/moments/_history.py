@@ -16,7 +16,7 @@ from typing import Any
 from vehicle_ingest.moments._definitions import MomentDefinition
 from vehicle_ingest.storage import Store
 
-__all__ = ["LOOKBACK_MS", "ChannelKey", "fired_history", "last_crossings", "owners_of"]
+__all__ = ["LOOKBACK_MS", "ChannelKey", "fired_history", "last_crossings", "owners_of", "vins_with_history"]
 
 # How far back a vehicle's samples are read to rebuild its state; older crossings are forgotten
 # (a channel silent for this long starts armed). Moments that never re-arm read all history.
@@ -36,6 +36,22 @@ class ChannelKey:
     def text(self) -> str:
         """What `_before` compares: table, vin and source."""
         return f"{'e' if self.event else 's'}:{self.vin}:{self.source}"
+
+
+def vins_with_history(store: Store, moments: Sequence[MomentDefinition]) -> set[str]:
+    """VINs with a stored sample of a watched signal or a stored watched event, read once at start.
+
+    Only their state is rebuilt from the store: a VIN first seen after the start has all its
+    watched history in this process (each of its batches passes the engine before it is acked).
+    """
+    signal_ids = sorted({s for m in moments if m.event_id is None for s in m.signal_ids})
+    event_ids = sorted({int(m.event_id) for m in moments if m.event_id is not None})
+    queries = []
+    if signal_ids:  # latest_signals: one row per (vin, signal), written with every insert
+        queries.append(("SELECT DISTINCT toString(vin) FROM latest_signals WHERE signal_id IN %(ids)s", signal_ids))
+    if event_ids:
+        queries.append(("SELECT DISTINCT toString(vin) FROM events WHERE event_id IN %(ids)s", event_ids))
+    return {str(row[0]) for sql, ids in queries for row in store.rows(sql, {"ids": ids})}
 
 
 def last_crossings(
