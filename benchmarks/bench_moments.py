@@ -9,7 +9,9 @@ server speaking Segment's /v1/batch records when each track arrives.
 
 Prints one JSON object last: moments received, p50_s / p99_s (publish → received), lost,
 duplicates, background_samples_per_s (offered), and the gateway's stored samples/s with moments
-off and on over the same window of the load.
+off and on over the same window of the load. deliver_p50_s / deliver_p99_s split off the delivery
+part: outbox write (tag_history.enqueued_at, the store's clock, this machine's) → received. What
+is left of p50_s is ingestion's: the broker, batching, the insert and the evaluation.
 
 Usage: python benchmarks/bench_moments.py [--moments 120] [--samples-per-s 500000] [--duration 40] [--json]
 """
@@ -155,12 +157,14 @@ def _run(args: argparse.Namespace, work: Path, moments_on: bool) -> dict[str, An
                 time.sleep(0.2)
             time.sleep(2.0)  # a duplicate delivery would arrive by now
             truth = json.loads((work / "truth.json").read_text())
+            enqueued = _enqueued(gw) if moments_on else {}
         finally:
             gw.stop()
             httpd.shutdown()
             httpd.server_close()
     ids = {moment_message_id(f"owner-{v[-6:]}", MOMENT, v, 1): t for v, t in sent.items()}
     latencies = sorted(arrivals.first[i] - t for i, t in ids.items() if i in arrivals.first)
+    delivery = sorted(arrivals.first[i] - t for i, t in enqueued.items() if i in ids and i in arrivals.first)
     return {
         "stored_samples_per_s": round((last - first) / (t_last - t_first)),
         "offered_samples_per_s": round(vehicles * HZ * SIGNALS),
@@ -173,7 +177,15 @@ def _run(args: argparse.Namespace, work: Path, moments_on: bool) -> dict[str, An
         "p50_s": round(float(np.percentile(latencies, 50)), 3) if latencies else None,
         "p99_s": round(float(np.percentile(latencies, 99)), 3) if latencies else None,
         "max_s": round(latencies[-1], 3) if latencies else None,
+        "deliver_p50_s": round(float(np.percentile(delivery, 50)), 3) if delivery else None,
+        "deliver_p99_s": round(float(np.percentile(delivery, 99)), 3) if delivery else None,
     }
+
+
+def _enqueued(gw: GatewayProcess) -> dict[str, float]:
+    """When each moment was written to the outbox (unix seconds, the store's clock)."""
+    rows = gw.sql("SELECT message_id, toUnixTimestamp64Micro(enqueued_at) FROM tag_history WHERE action = 'fired'")
+    return {str(mid): int(us) / 1e6 for mid, us in rows}
 
 
 def main() -> None:
@@ -192,6 +204,8 @@ def main() -> None:
         "p50_s": on["p50_s"],
         "p99_s": on["p99_s"],
         "max_s": on["max_s"],
+        "deliver_p50_s": on["deliver_p50_s"],
+        "deliver_p99_s": on["deliver_p99_s"],
         "lost": on["lost"],
         "duplicates": on["duplicates"],
         "unexpected": on["unexpected"],

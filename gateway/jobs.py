@@ -1,7 +1,8 @@
 """The gateway's scheduled jobs: the tag cycle, CDP delivery, and handing the engine's free memory back.
 
 Each runs its store work on the store thread one short step at a time, so an ingest batch
-waits for at most one step, never a whole cycle.
+waits for at most one step, never a whole cycle. CDP delivery is the exception: it runs on a
+thread and connection of its own (`delivery`), so a send never waits for an ingest batch either.
 """
 
 from __future__ import annotations
@@ -44,7 +45,9 @@ class Jobs:
         registry: CollectorRegistry,
         run_store: Runner,
         stopping: asyncio.Event,
+        delivery: tuple[Store, Runner],
     ) -> None:
+        """`delivery`: the deliverer's own connection to the store and the runner of its thread."""
         self._config = config
         self._store = store
         self.cycle = cycle
@@ -52,6 +55,7 @@ class Jobs:
         self._registry = registry
         self._run_store = run_store
         self._stopping = stopping
+        self._delivery = delivery
         self.tag_lock = asyncio.Lock()  # the schedule, the API and erase never interleave their steps
         self.deliverer = self._deliverer() if config.cdp_urls.strip() else None
 
@@ -104,7 +108,8 @@ class Jobs:
             for u in c.cdp_urls.split(",")
             if u.strip()
         ]
-        return Deliverer(Outbox(self._store), sinks, self._registry, self._run_store)
+        store, run = self._delivery
+        return Deliverer(Outbox(store), sinks, self._registry, run)
 
     async def deliver_loop(self) -> None:
         assert self.deliverer is not None
@@ -114,7 +119,9 @@ class Jobs:
         """Changes were enqueued or released: recount the depth gauges now and deliver now.
 
         Without this the gauge stays at the last round's figure and the changes wait up to
-        deliver_interval_s, which a moment's latency pays in full (GUIDE 8).
+        deliver_interval_s, which a moment's latency pays in full (GUIDE 8). The recount runs on
+        the CDP thread: it never holds up ingestion, only (rarely: tag runs and releases) a round
+        that is delivering at the same moment.
         """
         if self.deliverer is None:
             return
@@ -125,10 +132,10 @@ class Jobs:
         self.deliverer.wake()
 
     def wake_deliverer(self) -> None:
-        """Moments were enqueued: deliver now (the round recounts the depth gauges itself).
+        """Moments were enqueued: deliver now (a round that drains the outbox sets its gauge to 0 itself).
 
-        Unlike `outbox_changed`, no recount first: that would cost two store statements on the
-        ingest thread for every batch with a moment.
+        Unlike `outbox_changed`, no recount first: two count statements on the CDP thread for
+        every batch with a moment, each in front of that moment's send.
         """
         if self.deliverer is not None:
             self.deliverer.wake()

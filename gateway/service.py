@@ -3,7 +3,8 @@
 One asyncio loop supervises named tasks under a TaskGroup: ingest (gateway.ingest_loop), receipts,
 the tag schedule and CDP delivery (gateway.jobs); HTTP routes live in gateway.routes. Store work
 runs on dedicated threads, each with its own connection: the store thread commits and runs the
-jobs' steps, the lookup thread prepares the next batch, read threads answer queries.
+jobs' steps, the lookup thread prepares the next batch, the CDP thread delivers the outbox, read
+threads answer queries.
 """
 
 from __future__ import annotations
@@ -62,13 +63,19 @@ class Gateway:
         # Batch N+1's identity lookup runs on its own connection while batch N inserts.
         self._lookup_store = Store.open(store.dsn)
         self._lookup_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookup")
+        # CDP delivery (outbox reads, delivered marks, quarantine, depth counts) has its own connection
+        # and thread too: a moment's send never queues behind the next batch's insert (issue 17).
+        # The outbox's enqueue stays on the store thread, before the ack.
+        self._cdp_store = Store.open(store.dsn)
+        self._cdp_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cdp")
         # Reads have their own sessions and threads: a query never waits for, nor holds up, ingestion.
         self._reads = ReadPool(config.query_store or store.dsn, query_limits(config))
         self._read_executor = ThreadPoolExecutor(max_workers=config.query_max_concurrent, thread_name_prefix="read")
         signals, events = load_signal_catalog(), load_event_catalog()
         self._pipeline = self._build_pipeline(signals, events)
         cycle = TagCycle(store, signals, events, load_tag_definitions())
-        self.jobs = Jobs(config, store, cycle, self._metrics, registry, self.run_store, self._stopping)
+        delivery = (self._cdp_store, self.run_cdp)
+        self.jobs = Jobs(config, store, cycle, self._metrics, registry, self.run_store, self._stopping, delivery)
         moments = load_moment_definitions(signals, events) if config.moments else ()
         # Moments run on the store thread with the batch they come from (before its ack).
         self._moments = MomentEngine(store, moments, self._metrics) if moments else None
@@ -145,11 +152,17 @@ class Gateway:
                 await loop.run_in_executor(None, receipts_out.flush, 2.0)
                 receipts_out.close()
             await self.http.close()
-            self._read_executor.shutdown(wait=True, cancel_futures=True)
-            self._reads.close()
-            self._lookup_executor.shutdown(wait=True)
-            self._lookup_store.close()
-            self._executor.shutdown(wait=True)
+            self.close()
+
+    def close(self) -> None:
+        """Stop the store threads and close their connections (`run` does it on its way out)."""
+        self._read_executor.shutdown(wait=True, cancel_futures=True)
+        self._reads.close()
+        self._lookup_executor.shutdown(wait=True)
+        self._lookup_store.close()
+        self._cdp_executor.shutdown(wait=True)
+        self._cdp_store.close()
+        self._executor.shutdown(wait=True)
 
     async def _ingest(self, ingest: IngestLoop) -> None:
         self.exit_code = await ingest.run()
@@ -174,6 +187,10 @@ class Gateway:
     async def run_lookup(self, fn: Callable[..., T], *args: Any) -> T:
         """Run `fn` on the lookup thread (the pipeline's prepare and replan)."""
         return await asyncio.get_running_loop().run_in_executor(self._lookup_executor, fn, *args)
+
+    async def run_cdp(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn` on the CDP thread: the deliverer's store work, on its own connection."""
+        return await asyncio.get_running_loop().run_in_executor(self._cdp_executor, fn, *args)
 
     async def run_read(self, work: Callable[[ReadSession], T]) -> T:
         """Run `work` on a free read session and thread; `QueryBusyError` at once when there is none."""

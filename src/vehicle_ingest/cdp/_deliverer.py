@@ -10,12 +10,19 @@ in order, and a change refused on its own goes to the quarantine with the
 sink's answer, so one poison change never holds up the rest. Every other
 failure (timeout, 5xx, 408, 429, no connection, refused credentials) leaves
 the batch pending and is retried with backoff: nothing is quarantined then.
+
+Every store call goes through `run_store`; the gateway gives the deliverer a thread and a
+connection of its own, so a send never queues behind an ingest insert. The depth gauge costs
+no statement on the way to a send: a round that drains the outbox has seen it empty (gauge 0),
+and the two count statements run only at start, on request (`refresh_depth`) and after failed
+rounds (the first at once, then at most every `recount_every_s`), never between a wake and a send.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -40,7 +47,7 @@ _SEND_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
 class RunStore(Protocol):
-    """Runs a synchronous store call where the store lives (the gateway: its one store thread)."""
+    """Runs a synchronous store call where its connection lives (the gateway: the CDP thread)."""
 
     def __call__(self, fn: Callable[..., T], /, *args: Any) -> Awaitable[T]: ...
 
@@ -77,7 +84,7 @@ class CdpMetrics:
             ),
             depth=Gauge(
                 f"{PREFIX}_cdp_outbox_depth",
-                "Tag changes waiting for the sink: not delivered, not quarantined (exact as of the last change).",
+                "Tag changes waiting for the sink: not delivered, not quarantined (as of the last round or recount).",
                 ("sink",),
                 registry=registry,
             ),
@@ -112,6 +119,7 @@ class Deliverer:
         batch_size: int = 100,
         backoff_min_s: float = 0.2,
         backoff_max_s: float = 30.0,
+        recount_every_s: float = 5.0,
     ) -> None:
         names = [s.name for s in sinks]
         if len(set(names)) != len(names):
@@ -124,6 +132,8 @@ class Deliverer:
         self._run_store = run_store
         self._batch_size = batch_size
         self._backoff = (backoff_min_s, backoff_max_s)
+        self._recount_every_s = recount_every_s
+        self._recounted_at = dict.fromkeys(names, -math.inf)  # time.monotonic() of each sink's last recount
         self._metrics = CdpMetrics.create(registry)
         # One event per sink: a wake-up consumed by one sink's task must not be lost to the others.
         self._wakes = {name: asyncio.Event() for name in names}
@@ -175,13 +185,24 @@ class Deliverer:
             await _first_of(waits, backoff or interval_s)
 
     async def _round(self, sink: Sink) -> Exception | None:
-        """One drain of `sink`, then exact depths; returns what stopped it early, if anything."""
+        """One drain of `sink`; returns what stopped it early, if anything.
+
+        Drained, the outbox held nothing more for `sink` (its last batch was short), so the gauge
+        is 0 without counting. Stopped early, the gauge misses what was enqueued meanwhile: recount
+        after the failed send, before the backoff (no send waits for it), on the first failure and
+        then at most every `recount_every_s` (a CDP outage must not become two counts per retry).
+        """
         try:
             _, failure = await self._drain(sink)
-            await self._refresh_sink(sink.name)
         except VehicleIngestError as exc:  # the store failed: same treatment as a failed send
             log.warning("CDP sink %s: outbox unavailable (%s); will retry", sink.name, exc)
             return exc
+        if failure is None:
+            self._metrics.depth.labels(sink=sink.name).set(0)
+            self._recounted_at[sink.name] = -math.inf  # the next failure recounts at once: 0 is stale from then on
+        elif time.monotonic() - self._recounted_at[sink.name] >= self._recount_every_s:
+            with suppress(VehicleIngestError):  # only a gauge: the next failed round recounts
+                await self._refresh_sink(sink.name)
         return failure
 
     def _next_backoff(self, previous: float, failure: Exception | None) -> float:
@@ -195,6 +216,7 @@ class Deliverer:
         return step * (0.5 + random.random() / 2)
 
     async def _refresh_sink(self, name: str) -> None:
+        self._recounted_at[name] = time.monotonic()
         depth = await self._run_store(self._outbox.depth, name)
         held = await self._run_store(self._outbox.quarantine.depth, name)
         self._metrics.depth.labels(sink=name).set(depth)
@@ -208,7 +230,8 @@ class Deliverer:
                 return delivered, None
             accepted, failure = await self._deliver(sink, batch)
             delivered += accepted
-            if failure is not None:
+            if failure is not None or len(batch) < self._batch_size:
+                # Short: nothing more was pending when it was read; what was enqueued since woke the next round.
                 return delivered, failure
 
     async def _deliver(self, sink: Sink, batch: list[TagChange]) -> tuple[int, DeliveryError | None]:

@@ -1,8 +1,9 @@
 """The persisted outbox: tag changes in ClickHouse and, per sink, which of them were delivered or quarantined.
 
-Synchronous on purpose: it runs on the caller's store thread (the gateway owns
-one thread for the embedded store). Message content only ever travels as bound
-parameters, never formatted into SQL.
+Synchronous on purpose: it runs on the caller's store thread. The gateway has two
+outboxes on the same tables: the store thread's enqueues (moments before their
+batch's ack, tag runs), the CDP thread's, on its own connection, delivers. Message
+content only ever travels as bound parameters, never formatted into SQL.
 """
 
 from __future__ import annotations

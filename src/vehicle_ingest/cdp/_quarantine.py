@@ -5,7 +5,8 @@ sinks still get it) until a person releases it; released, it is pending again
 and, refused again, quarantined again. Rows live in `cdp_quarantine`
 (schemas/clickhouse/0006_cdp_quarantine.sql): a release is a newer row with
 `released = 1`, so every read is FINAL with `released = 0`.
-Synchronous, like the outbox: it runs on the caller's store thread.
+Synchronous, like the outbox: it runs on the caller's store thread (in the gateway, the
+deliverer's adds on the CDP thread, the release routes' lists and releases on the store thread).
 """
 
 from __future__ import annotations
