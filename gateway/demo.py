@@ -28,8 +28,16 @@ class GatewayProcess:
     """`vehicle-ingest gateway` as a child process, as operators run it."""
 
     def __init__(self, mqtt_url: str, store: str, http_port: int, log_path: Path, *extra: str) -> None:
-        self.http_port = http_port
         self.mqtt_url = mqtt_url
+        self.log_path = log_path
+        self._args = (store, extra)
+        self._log = log_path.open("ab")
+        self._port_retries = 3
+        self._spawn(http_port)
+
+    def _spawn(self, http_port: int) -> None:
+        store, extra = self._args
+        self.http_port = http_port
         self.url = f"http://127.0.0.1:{http_port}"
         cmd = [
             sys.executable,
@@ -37,15 +45,13 @@ class GatewayProcess:
             "vehicle_ingest.gateway.cli",
             "gateway",
             "--mqtt-url",
-            mqtt_url,
+            self.mqtt_url,
             "--store",
             store,
             "--http-port",
             str(http_port),
             *extra,
         ]
-        self.log_path = log_path
-        self._log = log_path.open("ab")
         self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT)
 
     def get(self, path: str) -> tuple[int, bytes]:
@@ -59,7 +65,13 @@ class GatewayProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.process.returncode}: {self.log_tail()}")
+                tail = self.log_tail()
+                if "cannot listen on" in tail and self._port_retries:
+                    # The free port we picked was taken meanwhile (another process's free_port()): pick again.
+                    self._port_retries -= 1
+                    self._spawn(free_port())
+                    continue
+                raise RuntimeError(f"gateway exited with {self.process.returncode}: {tail}")
             try:
                 if self.get("/readyz")[0] == 200:
                     return

@@ -112,6 +112,7 @@ class MqttSource(MqttConnection):
         self._unacked = 0
         self._acks = bytearray()  # PUBACKs of settled deliveries of this connection, written by the thread
         self._arrived: list[Delivery] = []  # filled by the connection thread, moved to `queue` on the loop
+        self._held: list[Delivery] = []  # read beyond Receive Maximum: handed over as settle() frees room
         self._connect_failures = 0
         self._last_failure_log = 0.0
         self._connected_at = 0.0
@@ -150,9 +151,23 @@ class MqttSource(MqttConnection):
                     self._acks += puback_packet(d.mid)
                     acked += 1
             self._unacked -= len(deliveries)
+            wake_loop = self._release_held()
             self._metrics.unacked.set(self._unacked)
+        if wake_loop:
+            self._loop.call_soon_threadsafe(self._hand_over)
         self._wake()
         return acked
+
+    def _release_held(self) -> bool:
+        """(under the lock) Move held deliveries into the freed room; True when the loop must be woken."""
+        room = self.settings.receive_max - self._unacked
+        if not self._held or room <= 0:
+            return False
+        wake = not self._arrived
+        released, self._held = self._held[:room], self._held[room:]
+        self._arrived += released
+        self._unacked += len(released)
+        return wake
 
     # -- the connection thread ----------------------------------------------------------------
 
@@ -167,6 +182,7 @@ class MqttSource(MqttConnection):
             self._generation += 1
             self._is_connected = True
             self._acks.clear()  # acks of the last connection: the broker redelivers those messages
+            self._held.clear()  # never handed over nor acked: the broker redelivers them too
         self._metrics.connected.set(1)
         if self._generation > 1:
             if not connack.session_present:  # counted before the reconnect, which is what watchers wait for
@@ -248,9 +264,10 @@ class MqttSource(MqttConnection):
 
     def _reading(self) -> bool:
         """Read only while accepting and within Receive Maximum: beyond it (mosquitto 2.0.11 sends more after
-        PUBACKs, see docs/SCALING.md) TCP backpressure keeps the excess at the broker and gateway memory
-        stays bounded by the window."""
-        return self._accepting and self._unacked < self.settings.receive_max
+        PUBACKs, see docs/SCALING.md) TCP backpressure keeps the excess at the broker. What one read brought
+        beyond the window is held here, never handed over: the gateway sees at most Receive Maximum
+        unacked deliveries, and memory is bounded by the window plus one read."""
+        return self._accepting and not self._held and self._unacked < self.settings.receive_max
 
     def _packets(self, packets: list[Packet]) -> None:
         arrived = []
@@ -281,9 +298,12 @@ class MqttSource(MqttConnection):
             if not self._accepting:  # stopping: unacked, so the broker keeps them for the next session
                 return
             wake = not self._arrived
-            self._arrived += arrived
-            self._unacked += len(arrived)
-            overrun = self._unacked > self.settings.receive_max
+            room = max(0, self.settings.receive_max - self._unacked)
+            self._arrived += arrived[:room]
+            self._held += arrived[room:]  # one read can carry more than the window: kept, not handed over
+            self._unacked += min(room, len(arrived))
+            overrun = len(arrived) > room
+            wake = wake and bool(self._arrived)
             self._metrics.unacked.set(self._unacked)
         if overrun:
             self._metrics.window_overruns.inc()
