@@ -13,7 +13,7 @@ cluster files cannot be applied as written. What is checked instead:
    projections and indexes must equal those the single-node migrations create: the schemas cannot drift.
 3. The gateway's own code (Store.migrate, Pipeline, Store.stored_identities) runs unchanged against the
    Distributed tables: one message's rows are one part on its shard, the identity lookup reads the
-   `by_identity` projection through the Distributed table, redelivery is caught, the views aggregate.
+   `by_message` projection through the Distributed table, redelivery is caught, the views aggregate.
 
 Not checked here (needs a real cluster): Keeper paths being unique per table, replication itself, two
 or more shards, ON CLUSTER execution on remote nodes.
@@ -386,7 +386,7 @@ def test_rejected_message_redelivered_collapses(schemas: Schemas, ingestor: Pipe
 
 
 def test_identity_lookup_reads_the_projection_through_the_distributed_table(schemas: Schemas, ingestor: Pipeline):
-    """With a vehicle's rows over many granules, the lookup reads one granule of `by_identity`, not the VIN's rows."""
+    """With a vehicle's rows over many granules, the lookup reads the `by_message` projection, not the rows."""
     schemas.store.command(
         "INSERT INTO signals (vin, seq, signal_id, ts, value, received_at) SELECT 'SMXCLUSTER0000077',"
         " intDiv(number, 10), number % 10, fromUnixTimestamp64Milli(toInt64(1.7e12) + number), 1.0, now64(3)"
@@ -397,7 +397,7 @@ def test_identity_lookup_reads_the_projection_through_the_distributed_table(sche
         "EXPLAIN projections = 1 SELECT vin, seq, count(), toInt64(toUnixTimestamp64Milli(min(ts))) FROM signals"
         " WHERE (vin, seq) IN (('SMXCLUSTER0000077', 5)) GROUP BY vin, seq"
     )
-    assert any("ReadFromMergeTree (by_identity)" in line for (line,) in plan), plan
+    assert any("ReadFromMergeTree (by_message)" in line for (line,) in plan), plan
 
 
 def test_features_and_tags_run_unchanged_through_the_distributed_tables(schemas: Schemas, ingestor: Pipeline):

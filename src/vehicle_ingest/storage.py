@@ -258,7 +258,7 @@ class Store:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Rows `table` holds per (vin, seq) identity and their earliest ts in ms; (0, 0) where none.
 
-        Answered by the `by_identity` projection (rows sorted by vin, seq) inside each part.
+        Answered by the `by_message` projection (one row per identity and part) inside each part.
         """
         n = len(seq)
         count, ts_min = np.zeros(n, np.int64), np.zeros(n, np.int64)
