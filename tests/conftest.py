@@ -1,4 +1,4 @@
-"""Shared fixtures: a real mosquitto per test, the embedded store, gateway processes."""
+"""Shared fixtures: the embedded store, and a rig of real mosquittos and gateway processes per test."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vehicle_ingest.gateway.broker import Mosquitto, free_port, mosquitto_path
-from vehicle_ingest.gateway.demo import GatewayProcess
+from tests.rig import Rig
+from vehicle_ingest.gateway.broker import Mosquitto
 from vehicle_ingest.storage import Store
 
 _fault_verdicts: list[str] = []  # summary lines of the fault scenarios run, in order of their reports
@@ -45,27 +45,12 @@ def store(tmp_path_factory) -> Iterator[Store]:
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    if mosquitto_path() is None:
-        pytest.fail("mosquitto is not installed: `make test` installs it (apt-get install mosquitto)")
-    with Mosquitto.running(tmp_path / "broker", persistence=False) as b:
-        yield b
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    """The test's brokers and gateways (tests/rig.py), in tmp_path; what is still running is stopped at teardown."""
+    with Rig(tmp_path) as r:
+        yield r
 
 
 @pytest.fixture
-def start_gateway(tmp_path: Path) -> Iterator:
-    """Factory: start_gateway(broker_url, *extra_flags) -> a ready GatewayProcess on tmp_path/store."""
-    started: list[GatewayProcess] = []
-
-    def start(mqtt_url: str, *extra: str, store: Path | None = None) -> GatewayProcess:
-        gw = GatewayProcess(
-            mqtt_url, f"chdb://{store or tmp_path / 'store'}", free_port(), tmp_path / "gateway.log", *extra
-        )
-        started.append(gw)
-        gw.wait_ready()
-        return gw
-
-    yield start
-    for gw in started:
-        if gw.process.poll() is None:
-            gw.kill()
+def broker(rig: Rig) -> Mosquitto:
+    return rig.broker()

@@ -6,35 +6,17 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from vehicle_ingest.catalog import load_signal_catalog
 from vehicle_ingest.codec import SignalBlock, encode_signals
-from vehicle_ingest.gateway.broker import Mosquitto, free_port
 from vehicle_ingest.gateway.demo import GatewayProcess
 from vehicle_ingest.simulators.fleet import SimMessage
 
 SIGNALS = load_signal_catalog()
 SPEED = SIGNALS.by_path("Vehicle.Speed")
-
-
-@contextmanager
-def gateway_with_broker(work: Path, *extra: str) -> Iterator[GatewayProcess]:
-    """A mosquitto and a ready gateway (flags `extra`) on an embedded store under `work`; it must stop cleanly."""
-    with Mosquitto.running(work / "broker") as broker:
-        gw = GatewayProcess(broker.url, f"chdb://{work / 'store'}", free_port(), work / "gateway.log", *extra)
-        try:
-            gw.wait_ready()
-            yield gw
-        except BaseException:
-            if gw.process.poll() is None:
-                gw.kill()  # a failing test must not leave a gateway behind
-            raise
-        assert gw.stop() == 0
 
 
 def metric(gw: GatewayProcess, name: str) -> float:

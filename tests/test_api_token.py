@@ -93,8 +93,8 @@ def _cli(*argv: str, token: str | None) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.integration
-def test_api_routes_need_the_token_and_probes_do_not(broker, start_gateway, tmp_path):
-    gw = start_gateway(broker.url, "--api-token", TOKEN)  # ready: /readyz answered without a token
+def test_api_routes_need_the_token_and_probes_do_not(broker, rig, tmp_path):
+    gw = rig.gateway(broker.url, "--api-token", TOKEN)  # ready: /readyz answered without a token
     assert _get(gw.url + "/metrics") == 200 and _get(gw.url + "/healthz") == 200
     assert _get(gw.url + "/api/stats") == 401
     assert _get(gw.url + "/api/stats", "wrong") == 401
@@ -113,8 +113,8 @@ def test_api_routes_need_the_token_and_probes_do_not(broker, start_gateway, tmp_
 
 
 @pytest.mark.integration
-def test_without_a_token_the_api_refuses_what_a_browser_could_send(broker, start_gateway):
-    gw = start_gateway(broker.url)  # loopback, no token: the CLI and the tests' own requests pass
+def test_without_a_token_the_api_refuses_what_a_browser_could_send(broker, rig):
+    gw = rig.gateway(broker.url)  # loopback, no token: the CLI and the tests' own requests pass
     port = int(gw.url.rsplit(":", 1)[1])
     assert _status(port, "/api/stats", {}) == 200
     assert _status(port, "/api/stats", {"Origin": "http://evil.example"}) == 403  # cross-site request

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import gateway_with_broker
 from vehicle_ingest.storage import Store
 
 CLI = [sys.executable, "-m", "vehicle_ingest.gateway.cli"]
@@ -75,20 +74,19 @@ def test_an_unknown_tag_names_the_known_ones(store_path):
 
 
 @pytest.mark.integration
-def test_audience_and_report_through_a_running_gateway(store_path, tmp_path):
+def test_audience_and_report_through_a_running_gateway(rig, store_path, tmp_path):
     work = tmp_path / "gw"
     work.mkdir()
     subprocess.run(["cp", "-r", str(store_path), str(work / "store")], check=True)
-    with gateway_with_broker(work) as gw:
-        result = _cli(
-            "audience", "maintenance_overdue", "--gateway", gw.url, "--format", "json", "--as-of-ms", str(AS_OF)
-        )
-        answer = json.loads(result.stdout)
-        assert answer["owners"] == 2 and [m["owner_id"] for m in answer["members"]] == ['=HYPERLINK("x")', "o-1"]
-        out = tmp_path / "report"
-        report = _cli("report", "--gateway", gw.url, "--out", str(out), "--as-of-ms", str(AS_OF))
-        assert report.returncode == 0, report.stderr
-        assert report.stdout.strip() == str(out / "index.html")
+    gw = rig.gateway(rig.broker().url, store=work / "store")
+    result = _cli("audience", "maintenance_overdue", "--gateway", gw.url, "--format", "json", "--as-of-ms", str(AS_OF))
+    answer = json.loads(result.stdout)
+    assert answer["owners"] == 2 and [m["owner_id"] for m in answer["members"]] == ['=HYPERLINK("x")', "o-1"]
+    out = tmp_path / "report"
+    report = _cli("report", "--gateway", gw.url, "--out", str(out), "--as-of-ms", str(AS_OF))
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.strip() == str(out / "index.html")
+    assert gw.stop() == 0
     page = (out / "index.html").read_text()
     assert "no CDP has received them yet" in page  # the wording follows the deployment: no sink configured
     assert "delivered to the CDP" not in page

@@ -30,7 +30,7 @@ import msgpack
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.helpers import gateway_with_broker
+from tests.rig import Rig
 from vehicle_ingest.codec import decode_reference
 from vehicle_ingest.gateway.broker import Mosquitto, free_port, mosquitto_path, stop_process, wait_for_port
 from vehicle_ingest.gateway.demo import GatewayProcess
@@ -116,8 +116,10 @@ def test_generated_cases_byte_for_byte(built, cases, variant):
 
 @pytest.fixture(scope="module")
 def gateway(built, tmp_path_factory) -> Iterator[GatewayProcess]:
-    with gateway_with_broker(tmp_path_factory.mktemp("c-client")) as gw:
+    with Rig(tmp_path_factory.mktemp("c-client")) as rig:
+        gw = rig.gateway(rig.broker().url)
         yield gw
+        assert gw.stop() == 0
 
 
 def _port(gw: GatewayProcess) -> int:

@@ -60,9 +60,9 @@ def _sql(gw, query: str) -> list[list]:
     return answer["rows"]
 
 
-def test_simulated_campaigns_true_uplift_lies_inside_the_intervals(broker, start_gateway, tmp_path, monkeypatch):
+def test_simulated_campaigns_true_uplift_lies_inside_the_intervals(broker, rig, tmp_path, monkeypatch):
     monkeypatch.setenv("VI_API_TOKEN", TOKEN)  # the gateway, `simulate` and `campaigns` all take it from there
-    gw = start_gateway(broker.url, "--tags-interval-s", "0", "--http-max-body-bytes", str(MAX_BODY), *OLD_DATA)
+    gw = rig.gateway(broker.url, "--tags-interval-s", "0", "--http-max-body-bytes", str(MAX_BODY), *OLD_DATA)
     truth = simulate(broker.url, tmp_path / "truth.json", *FLEET, "--campaigns", "--gateway", gw.url)
     assert truth["failed"] == 0 and set(truth["campaigns"]) == {"voice_tutorial", "service_reminder", "playlist_promo"}
 

@@ -19,8 +19,8 @@ def _can_totals(gw) -> tuple[int, int, int, float]:
     return int(samples), int(unmapped), int(messages), float(value_sum)
 
 
-def test_simulated_can_frames_land_as_catalog_signals_exactly_once(broker, start_gateway, tmp_path):
-    gw = start_gateway(broker.url)
+def test_simulated_can_frames_land_as_catalog_signals_exactly_once(broker, rig, tmp_path):
+    gw = rig.gateway(broker.url)
     end_ms = str(time.time_ns() // 1_000_000 - 10_000)
     args = ("--can", "--vehicles", "4", "--duration", "300", "--message-s", "10", "--seed", "5", "--end-ms", end_ms)
     truth = simulate(broker.url, tmp_path / "truth.json", *args)

@@ -61,11 +61,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_a_refused_change_is_quarantined_listed_and_released_while_the_rest_flows(
-    broker, start_gateway, tmp_path, receiver
-):
+def test_a_refused_change_is_quarantined_listed_and_released_while_the_rest_flows(broker, rig, tmp_path, receiver):
     sink = f"segment:http://{receiver.address}"
-    gw = start_gateway(
+    gw = rig.gateway(
         broker.url,
         *("--tags-interval-s", "0", "--deliver-interval-s", "3600", "--cdp-timeout-s", "5"),
         *("--cdp-urls", f"segment+http://writekey@{receiver.address}"),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import gateway_with_broker, metric
+from tests.helpers import metric
 from vehicle_ingest.gateway.broker import Mosquitto, free_port
 from vehicle_ingest.gateway.demo import GatewayProcess
 
@@ -125,21 +125,22 @@ def test_a_bad_cdp_url_fails_config_check_by_key(tmp_path):
 
 
 @pytest.mark.integration
-def test_ctrl_c_ends_simulate_with_the_summary_and_truth_of_what_settled(tmp_path):
-    with gateway_with_broker(tmp_path) as gw:
-        truth = tmp_path / "truth.json"
-        args = ["simulate", "--vehicles", "20", "--duration", str(30 * 86400), "--speedup", "200000"]
-        proc = subprocess.Popen(
-            [*CLI, *args, "--mqtt-url", gw.mqtt_url, "--truth", str(truth)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 60
-        while gw.stats()["messages"] < 50 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
-        stored = gw.wait_stored(json.loads(truth.read_text())["messages"])["messages"]
+def test_ctrl_c_ends_simulate_with_the_summary_and_truth_of_what_settled(rig, tmp_path):
+    gw = rig.gateway(rig.broker().url)
+    truth = tmp_path / "truth.json"
+    args = ["simulate", "--vehicles", "20", "--duration", str(30 * 86400), "--speedup", "200000"]
+    proc = subprocess.Popen(
+        [*CLI, *args, "--mqtt-url", gw.mqtt_url, "--truth", str(truth)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while gw.stats()["messages"] < 50 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    stored = gw.wait_stored(json.loads(truth.read_text())["messages"])["messages"]
+    assert gw.stop() == 0
     summary = json.loads(out.decode().splitlines()[-1])
     assert proc.returncode == 130 and b"Traceback" not in err
     assert summary["interrupted"] is True and json.loads(truth.read_text()) == summary
@@ -149,40 +150,35 @@ def test_ctrl_c_ends_simulate_with_the_summary_and_truth_of_what_settled(tmp_pat
 
 
 @pytest.mark.integration
-def test_the_gateway_says_why_it_cannot_reach_the_broker(tmp_path):
+def test_the_gateway_says_why_it_cannot_reach_the_broker(rig, tmp_path):
     dead = f"mqtt://127.0.0.1:{_unused_port()}"
-    gw = GatewayProcess(dead, f"chdb://{tmp_path / 'store'}", free_port(), tmp_path / "gateway.log")
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                assert gw.get("/readyz")[0] == 503  # up, and not ready: no broker
-                break
-            except OSError:
-                time.sleep(0.2)
-        time.sleep(3)
-        assert metric(gw, "vehicle_ingest_mqtt_connect_failures_total") >= 1
-        log = (tmp_path / "gateway.log").read_text()
-        assert f"cannot connect to the mqtt broker at {dead}: Connection refused" in log
-        assert log.count("cannot connect to the mqtt broker") == 1  # rate-limited: one line per 30 s
-    finally:
-        gw.stop()
+    gw = rig.gateway(dead, ready=False)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            assert gw.get("/readyz")[0] == 503  # up, and not ready: no broker
+            break
+        except OSError:
+            time.sleep(0.2)
+    time.sleep(3)
+    assert metric(gw, "vehicle_ingest_mqtt_connect_failures_total") >= 1
+    log = (tmp_path / "gateway.log").read_text()
+    assert f"cannot connect to the mqtt broker at {dead}: Connection refused" in log
+    assert log.count("cannot connect to the mqtt broker") == 1  # rate-limited: one line per 30 s
+    gw.stop()
 
 
 @pytest.mark.integration
-def test_two_gateways_with_one_client_id_say_the_session_was_taken_over(tmp_path):
-    with Mosquitto.running(tmp_path / "broker") as broker:
-        a = GatewayProcess(broker.url, f"chdb://{tmp_path / 'a'}", free_port(), tmp_path / "a.log", "--client-id", "gw")
-        b = GatewayProcess(broker.url, f"chdb://{tmp_path / 'b'}", free_port(), tmp_path / "b.log", "--client-id", "gw")
-        try:
-            a.wait_ready()
-            deadline = time.monotonic() + 30
-            while metric(a, "vehicle_ingest_mqtt_session_takeovers_total") < 1 and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert metric(a, "vehicle_ingest_mqtt_session_takeovers_total") >= 1
-            assert "mqtt session taken over" in (tmp_path / "a.log").read_text()
-        finally:
-            a.kill(), b.kill()
+def test_two_gateways_with_one_client_id_say_the_session_was_taken_over(rig, tmp_path):
+    broker = rig.broker()
+    a = rig.gateway(broker.url, name="a", client_id="gw", ready=False)
+    rig.gateway(broker.url, name="b", client_id="gw", ready=False)
+    a.wait_ready()
+    deadline = time.monotonic() + 30
+    while metric(a, "vehicle_ingest_mqtt_session_takeovers_total") < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert metric(a, "vehicle_ingest_mqtt_session_takeovers_total") >= 1
+    assert "mqtt session taken over" in (tmp_path / "a.log").read_text()
 
 
 @pytest.mark.integration

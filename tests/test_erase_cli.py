@@ -141,8 +141,8 @@ def _files_naming(root: Path, identifier: str) -> list[str]:
 
 
 @pytest.mark.integration
-def test_erase_through_a_gateway_leaves_no_trace_and_answers_404_for_unknown_targets(broker, start_gateway, tmp_path):
-    gw = start_gateway(broker.url, "--tags-interval-s", "0")
+def test_erase_through_a_gateway_leaves_no_trace_and_answers_404_for_unknown_targets(broker, rig, tmp_path):
+    gw = rig.gateway(broker.url, "--tags-interval-s", "0")
     store_dir = tmp_path / "store"
     # No repeated run in the VIN: LZ4 would split "0000001" and hide it from a byte scan.
     vin, owner = "SMXGWERA5EV1N2K3P", "owner-gw-erase"
@@ -175,8 +175,8 @@ def test_erase_through_a_gateway_leaves_no_trace_and_answers_404_for_unknown_tar
 
 
 @pytest.mark.integration
-def test_owners_route_refuses_an_overlong_owner_id_with_400(broker, start_gateway):
-    gw = start_gateway(broker.url, "--tags-interval-s", "0")
+def test_owners_route_refuses_an_overlong_owner_id_with_400(broker, rig):
+    gw = rig.gateway(broker.url, "--tags-interval-s", "0")
     registry = f"[{json.dumps({'vin': VIN, 'owner_id': 'x' * 300_000, 'valid_from': '2026-01-01'})}]".encode()
     error = "request body: item 1: owner_id has 300000 characters; at most 256 are allowed"
     assert _post(gw, "/api/owners", registry) == (400, {"error": error, "problems": [error]})

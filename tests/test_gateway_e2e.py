@@ -8,7 +8,6 @@ import time
 import pytest
 
 from tests.helpers import metric, simulate, speed_message
-from vehicle_ingest.gateway.broker import Mosquitto
 from vehicle_ingest.simulators.publisher import publish
 
 pytestmark = pytest.mark.integration
@@ -24,8 +23,8 @@ def _assert_matches_truth(stats: dict, truth: dict) -> None:
     assert stats["value_sum"] == pytest.approx(truth["value_sum"], rel=1e-9)
 
 
-def test_store_holds_exactly_what_the_broker_acknowledged(broker, start_gateway, tmp_path):
-    gw = start_gateway(broker.url)
+def test_store_holds_exactly_what_the_broker_acknowledged(broker, rig, tmp_path):
+    gw = rig.gateway(broker.url)
     truth = simulate(
         broker.url,
         tmp_path / "truth.json",
@@ -44,8 +43,8 @@ def test_store_holds_exactly_what_the_broker_acknowledged(broker, start_gateway,
     assert gw.stop() == 0
 
 
-def test_kill9_mid_stream_then_restart_stores_every_sample_once(broker, start_gateway, tmp_path):
-    gw = start_gateway(broker.url)
+def test_kill9_mid_stream_then_restart_stores_every_sample_once(broker, rig, tmp_path):
+    gw = rig.gateway(broker.url)
     sim = simulate(
         broker.url,
         tmp_path / "truth.json",
@@ -71,7 +70,7 @@ def test_kill9_mid_stream_then_restart_stores_every_sample_once(broker, start_ga
         still_publishing = sim.poll() is None
         gw.kill()
         assert received > 0 and still_publishing, "the kill should land mid-stream, after some messages were stored"
-        gw = start_gateway(broker.url)
+        gw = rig.gateway(broker.url)
     assert sim.wait(300) == 0
     truth = json.loads((tmp_path / "truth.json").read_text())
     stats = gw.wait_stored(truth["messages"])
@@ -79,8 +78,8 @@ def test_kill9_mid_stream_then_restart_stores_every_sample_once(broker, start_ga
     assert gw.stop() == 0
 
 
-def test_sigterm_flushes_acks_and_exits_zero(broker, start_gateway, tmp_path):
-    gw = start_gateway(broker.url, "--batch-linger-ms", "2000")
+def test_sigterm_flushes_acks_and_exits_zero(broker, rig, tmp_path):
+    gw = rig.gateway(broker.url, "--batch-linger-ms", "2000")
     messages = [speed_message("SMXSXGTERM0000001", seq) for seq in range(1, 51)]
     totals = publish(messages, broker.url)
     time.sleep(0.3)  # delivered to the gateway, still lingering in its batch
@@ -88,7 +87,7 @@ def test_sigterm_flushes_acks_and_exits_zero(broker, start_gateway, tmp_path):
     # The lingering batch was stored by the stopping gateway, and acked: the
     # broker redelivers nothing to the next session (a missing ack would come
     # back as 50 duplicates within a batch linger of the reconnect).
-    again = start_gateway(broker.url)
+    again = rig.gateway(broker.url)
     assert again.stats()["messages"] == totals.messages == 50
     time.sleep(2.0)
     stats = again.stats()
@@ -99,8 +98,8 @@ def test_sigterm_flushes_acks_and_exits_zero(broker, start_gateway, tmp_path):
     assert again.stop() == 0
 
 
-def test_redelivered_identity_is_stored_once(broker, start_gateway):
-    gw = start_gateway(broker.url)
+def test_redelivered_identity_is_stored_once(broker, rig):
+    gw = rig.gateway(broker.url)
     first = [speed_message("SMXDUPLXCATE00001", seq) for seq in range(1, 21)]
     publish(first + first[:10], broker.url)  # the head unit re-sends ten messages
     stats = gw.wait_stored(20)
@@ -113,18 +112,18 @@ def test_redelivered_identity_is_stored_once(broker, start_gateway):
 
 
 @pytest.mark.parametrize("persistence", [False, True], ids=["broker-forgets", "broker-persists"])
-def test_a_session_the_broker_lost_on_restart_is_counted(tmp_path, start_gateway, persistence):
+def test_a_session_the_broker_lost_on_restart_is_counted(tmp_path, rig, persistence):
     """A broker restarted without persistence answers our resumed session with session_present=0: counted and
     logged. One that saved (persistence, SIGTERM) resumes it: a reconnect, no loss counted."""
-    with Mosquitto.running(tmp_path / "broker", persistence=persistence) as broker:
-        gw = start_gateway(broker.url)
-        broker.stop()
-        broker.start()  # same port; with persistence, the session saved on SIGTERM is back
-        deadline = time.monotonic() + 30
-        while metric(gw, "vehicle_ingest_mqtt_reconnects_total") < 1 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert metric(gw, "vehicle_ingest_mqtt_reconnects_total") == 1
-        assert metric(gw, "vehicle_ingest_mqtt_sessions_lost_total") == (0 if persistence else 1)
-        assert gw.stop() == 0
+    broker = rig.broker(persistence=persistence)
+    gw = rig.gateway(broker.url)
+    broker.stop()
+    broker.start()  # same port; with persistence, the session saved on SIGTERM is back
+    deadline = time.monotonic() + 30
+    while metric(gw, "vehicle_ingest_mqtt_reconnects_total") < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert metric(gw, "vehicle_ingest_mqtt_reconnects_total") == 1
+    assert metric(gw, "vehicle_ingest_mqtt_sessions_lost_total") == (0 if persistence else 1)
+    assert gw.stop() == 0
     log = (tmp_path / "gateway.log").read_text()
     assert ("holds no session for client id" in log) == (not persistence)

@@ -23,7 +23,8 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-from tests.helpers import gateway_with_broker, now_ms, raw_message, speed_message
+from tests.helpers import now_ms, raw_message, speed_message
+from tests.rig import Rig
 from vehicle_ingest.codec import decode
 from vehicle_ingest.gateway.demo import GatewayProcess
 from vehicle_ingest.simulators.fleet import SimMessage
@@ -38,17 +39,19 @@ BASE = now_ms() - 60_000
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory) -> Iterator[GatewayProcess]:
-    with gateway_with_broker(
-        tmp_path_factory.mktemp("hostile"),
-        "--max-payload-bytes",
-        str(MAX_PAYLOAD),
-        # A small unacked window: a flood must be throttled by the broker, not buffered by us.
-        "--receive-max",
-        "200",
-        "--batch-max-messages",
-        "200",
-    ) as gw:
+    with Rig(tmp_path_factory.mktemp("hostile")) as rig:
+        gw = rig.gateway(
+            rig.broker().url,
+            "--max-payload-bytes",
+            str(MAX_PAYLOAD),
+            # A small unacked window: a flood must be throttled by the broker, not buffered by us.
+            "--receive-max",
+            "200",
+            "--batch-max-messages",
+            "200",
+        )
         yield gw
+        assert gw.stop() == 0
 
 
 # --- hostile payloads, built by hand (msgpack-python refuses to write most of them)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import gateway_with_broker, metric, speed_message
+from tests.helpers import metric, speed_message
 from vehicle_ingest.gateway.demo import GatewayProcess
 from vehicle_ingest.simulators.publisher import publish
 
@@ -62,22 +62,23 @@ def _header_flood(port: int, headers: int, header_bytes: int) -> bytes:
             return b""
 
 
-def test_header_floods_are_refused_early_and_leave_memory_flat(tmp_path):
-    with gateway_with_broker(tmp_path) as gw:
-        pid, port = gw.process.pid, _port(gw)
-        before = _rss_mb(pid)
-        threads = [threading.Thread(target=_header_flood, args=(port, 40_000, 16_384)) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        many = _header_flood(port, 65, 100)  # 65 small headers: over http_max_headers (64)
-        assert b" 431 " in many.split(b"\r\n")[0] or b" 400 " in many.split(b"\r\n")[0]
-        long = _header_flood(port, 1, 9000)  # one header line over http_max_header_bytes (8190)
-        assert b" 400 " in long.split(b"\r\n")[0] or b" 431 " in long.split(b"\r\n")[0]
-        # The hand-written server kept 640 MB of a 40,000 x 16 KB flood; here each stops at the first line.
-        assert _rss_mb(pid) - before < 50
-        assert _probe_seconds(gw) < 2
+def test_header_floods_are_refused_early_and_leave_memory_flat(rig):
+    gw = rig.gateway(rig.broker().url)
+    pid, port = gw.process.pid, _port(gw)
+    before = _rss_mb(pid)
+    threads = [threading.Thread(target=_header_flood, args=(port, 40_000, 16_384)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    many = _header_flood(port, 65, 100)  # 65 small headers: over http_max_headers (64)
+    assert b" 431 " in many.split(b"\r\n")[0] or b" 400 " in many.split(b"\r\n")[0]
+    long = _header_flood(port, 1, 9000)  # one header line over http_max_header_bytes (8190)
+    assert b" 400 " in long.split(b"\r\n")[0] or b" 431 " in long.split(b"\r\n")[0]
+    # The hand-written server kept 640 MB of a 40,000 x 16 KB flood; here each stops at the first line.
+    assert _rss_mb(pid) - before < 50
+    assert _probe_seconds(gw) < 2
+    assert gw.stop() == 0
 
 
 def _server_connections(port: int) -> int:
@@ -104,50 +105,52 @@ def _slowloris(port: int, connections: int, ready: Any, done: Any) -> None:
     done.wait(120)  # held open from this side until the test is over
 
 
-def test_slowloris_cannot_lock_out_probes_nor_exhaust_files_and_ingestion_continues(tmp_path):
+def test_slowloris_cannot_lock_out_probes_nor_exhaust_files_and_ingestion_continues(rig, tmp_path):
     flags = ("--http-max-connections", "64", "--http-idle-timeout-s", "3")
-    with gateway_with_broker(tmp_path, *flags) as gw:
-        pid, port = gw.process.pid, _port(gw)
-        resource.prlimit(pid, resource.RLIMIT_NOFILE, (1024, 1024))  # the limit the gateway died at
-        context = multiprocessing.get_context("fork")
-        ready, done = context.Event(), context.Event()
-        flood = context.Process(target=_slowloris, args=(port, 3000, ready, done))
-        flood.start()
-        try:
-            assert ready.wait(60)
-            worst = max(_probe_seconds(gw, p) for p in ("/readyz", "/metrics", "/healthz") for _ in range(5))
-            assert worst < 2, f"a probe took {worst:.1f} s under slowloris"
-            assert _server_connections(port) <= 64 + 1
-            assert _open_files(pid) < 64 + 200  # the cap plus the store's and the broker's own descriptors
-            stored = gw.stats()["messages"]
-            sent = publish([speed_message("WVWZZZ1JZXW000001", i) for i in range(1, 51)], gw.mqtt_url)
-            assert sent.messages == 50
-            assert gw.wait_stored(stored + 50, timeout=30)["messages"] == stored + 50
-            assert metric(gw, "vehicle_ingest_http_connections_evicted_total") > 0
-            # None held forever, the client still holding every socket. Connections the kernel let in late
-            # (SYN retries while the accept queue was full) arrive up to ~30 s later, held 3 s each.
-            deadline = time.monotonic() + 60
-            while _server_connections(port) and time.monotonic() < deadline:
-                time.sleep(0.5)
-            assert _server_connections(port) == 0
-        finally:
-            done.set()
-            flood.join(30)
+    gw = rig.gateway(rig.broker().url, *flags)
+    pid, port = gw.process.pid, _port(gw)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (1024, 1024))  # the limit the gateway died at
+    context = multiprocessing.get_context("fork")
+    ready, done = context.Event(), context.Event()
+    flood = context.Process(target=_slowloris, args=(port, 3000, ready, done))
+    flood.start()
+    try:
+        assert ready.wait(60)
+        worst = max(_probe_seconds(gw, p) for p in ("/readyz", "/metrics", "/healthz") for _ in range(5))
+        assert worst < 2, f"a probe took {worst:.1f} s under slowloris"
+        assert _server_connections(port) <= 64 + 1
+        assert _open_files(pid) < 64 + 200  # the cap plus the store's and the broker's own descriptors
+        stored = gw.stats()["messages"]
+        sent = publish([speed_message("WVWZZZ1JZXW000001", i) for i in range(1, 51)], gw.mqtt_url)
+        assert sent.messages == 50
+        assert gw.wait_stored(stored + 50, timeout=30)["messages"] == stored + 50
+        assert metric(gw, "vehicle_ingest_http_connections_evicted_total") > 0
+        # None held forever, the client still holding every socket. Connections the kernel let in late
+        # (SYN retries while the accept queue was full) arrive up to ~30 s later, held 3 s each.
+        deadline = time.monotonic() + 60
+        while _server_connections(port) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert _server_connections(port) == 0
+    finally:
+        done.set()
+        flood.join(30)
+    assert gw.stop() == 0
     assert (tmp_path / "gateway.log").stat().st_size < 1_000_000  # the log grew 603 MB
 
 
-def test_bodies_are_bounded_in_size_and_time(tmp_path):
-    with gateway_with_broker(tmp_path, "--http-max-body-bytes", "1000", "--http-body-timeout-s", "2") as gw:
-        port = _port(gw)
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-            sock.sendall(b"POST /api/sql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\n\r\n")
-            assert b" 413 " in sock.recv(4096).split(b"\r\n")[0]  # refused before the body is read
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-            sock.sendall(b"POST /api/sql HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n")
-            sock.sendall(b"3e8\r\n" + b"x" * 1000 + b"\r\n10\r\n" + b"y" * 16 + b"\r\n")
-            assert b" 413 " in sock.recv(4096).split(b"\r\n")[0]  # chunked past the limit
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-            started = time.monotonic()
-            sock.sendall(b"POST /api/sql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nSELECT")
-            assert b" 408 " in sock.recv(4096).split(b"\r\n")[0]
-            assert 1.5 < time.monotonic() - started < 10
+def test_bodies_are_bounded_in_size_and_time(rig):
+    gw = rig.gateway(rig.broker().url, "--http-max-body-bytes", "1000", "--http-body-timeout-s", "2")
+    port = _port(gw)
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"POST /api/sql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5000\r\n\r\n")
+        assert b" 413 " in sock.recv(4096).split(b"\r\n")[0]  # refused before the body is read
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"POST /api/sql HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n")
+        sock.sendall(b"3e8\r\n" + b"x" * 1000 + b"\r\n10\r\n" + b"y" * 16 + b"\r\n")
+        assert b" 413 " in sock.recv(4096).split(b"\r\n")[0]  # chunked past the limit
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        started = time.monotonic()
+        sock.sendall(b"POST /api/sql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\nSELECT")
+        assert b" 408 " in sock.recv(4096).split(b"\r\n")[0]
+        assert 1.5 < time.monotonic() - started < 10
+    assert gw.stop() == 0

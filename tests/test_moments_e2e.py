@@ -35,13 +35,13 @@ def _wait(check, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
-def test_moment_survives_kill_9_before_delivery_and_arrives_once(broker, start_gateway, tmp_path: Path):
+def test_moment_survives_kill_9_before_delivery_and_arrives_once(broker, rig, tmp_path: Path):
     receiver = Receiver(refuse_all=503)  # the CDP is down: the moment waits in the outbox
     httpd = start_receiver(receiver)
     flags = ("--cdp-urls", f"segment+http://key@{receiver.address}", "--deliver-interval-s", "30")
     flags += ("--tags-interval-s", "0")
     try:
-        gw = start_gateway(broker.url, *flags)
+        gw = rig.gateway(broker.url, *flags)
         owners = "vin,owner_id,valid_from,drivers\n" + "".join(f"{v},owner-{v[-1]},2020-01-01,\n" for v in VINS)
         assert gw.post("/api/owners", owners.encode())["loaded"] == 2
         trigger = _message(volts(VINS[0], 1, now_ms() - 10_000, [12.5, 11.5]))
@@ -51,7 +51,7 @@ def test_moment_survives_kill_9_before_delivery_and_arrives_once(broker, start_g
         gw.kill()  # -9: the CDP never got it
 
         receiver.refuse_all = None
-        gw = start_gateway(broker.url, *flags)
+        gw = rig.gateway(broker.url, *flags)
         assert publish([trigger], broker.url).failed == 0  # the head unit sends it again: a duplicate
         _wait(lambda: receiver.accepted()[message_id] >= 1)
 
@@ -70,7 +70,7 @@ def test_moment_survives_kill_9_before_delivery_and_arrives_once(broker, start_g
         httpd.server_close()
 
 
-def test_moments_from_a_simulated_fleet_match_the_simulators_truth(broker, start_gateway, tmp_path: Path):
+def test_moments_from_a_simulated_fleet_match_the_simulators_truth(broker, rig, tmp_path: Path):
     """Precision and recall 1.0 against the simulator's own plain-Python statement of the moments."""
     from tests.helpers import simulate
     from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
@@ -83,7 +83,7 @@ def test_moments_from_a_simulated_fleet_match_the_simulators_truth(broker, start
                      sample_hz=0.05, seed=5, message_s=600.0)  # fmt: skip
     # The owners are known before the data arrives, as in production: a moment goes to the owner then.
     write_registry(tmp_path / "owners.csv", simulate_fleet(spec, load_signal_catalog(), load_event_catalog()).ownership)
-    gw = start_gateway(broker.url, "--tags-interval-s", "0")
+    gw = rig.gateway(broker.url, "--tags-interval-s", "0")
     assert gw.post("/api/owners", (tmp_path / "owners.csv").read_bytes())["loaded"] > 0
     truth = simulate(broker.url, tmp_path / "truth.json", "--vehicles", "24", "--duration", str(days * 86_400),
                      "--sample-hz", "0.05", "--message-s", "600", "--seed", "5", "--end-ms", str(end_ms))  # fmt: skip

@@ -21,7 +21,6 @@ import pytest
 from tests.helpers import speed_message
 from vehicle_ingest.gateway.broker import free_port, mosquitto_path, stop_process, wait_for_port
 from vehicle_ingest.gateway.config import GatewayConfig
-from vehicle_ingest.gateway.demo import GatewayProcess
 from vehicle_ingest.gateway.mqtt_source import MqttSettings
 from vehicle_ingest.gateway.receipt_sender import ReceiptSender
 from vehicle_ingest.receipts import Receipt, decode_receipt
@@ -252,38 +251,31 @@ def test_client_with_a_certificate_of_another_ca_cannot_connect(tls_port, pki, t
     assert not _gets_connack(tls_port, (str(pki / "ca.crt"), str(rogue / f"{VIN_A}.crt"), str(rogue / f"{VIN_A}.key")))
 
 
-def test_gateway_over_tls_stores_what_a_vehicle_publishes(clients, tls_port, pki, tmp_path):
-    gw = GatewayProcess(
+def test_gateway_over_tls_stores_what_a_vehicle_publishes(clients, tls_port, pki, rig):
+    gw = rig.gateway(
         f"mqtts://localhost:{tls_port}",
-        f"chdb://{tmp_path / 'store'}",
-        free_port(),
-        tmp_path / "gateway.log",
         "--mqtt-tls-ca",
         str(pki / "ca.crt"),
         "--mqtt-tls-cert",
         str(pki / f"{GATEWAY_CN}.crt"),
         "--mqtt-tls-key",
         str(pki / f"{GATEWAY_CN}.key"),
-        "--client-id",
-        "gateway-tls",
+        client_id="gateway-tls",
     )
-    try:
-        gw.wait_ready()
-        clients["a"].subscribe(f"vi/v1/{VIN_A}/receipt")
-        message = speed_message(VIN_A, 42)
-        assert clients["a"].publish(message.topic, message.payload) == 0
-        forged = speed_message(VIN_B, 43)
-        assert clients["a"].publish(forged.topic, forged.payload) == NOT_AUTHORIZED
-        deadline = time.monotonic() + 30
-        while gw.stats()["messages"] < 1 and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert gw.sql("SELECT vin, seq, count() FROM signals GROUP BY vin, seq") == [[VIN_A, 42, 10]]
-        # The vehicle hears it is stored, through the ACL that lets only the gateway write receipts.
-        receipt = _wait_for(clients["a"], f"vi/v1/{VIN_A}/receipt")
-        assert receipt == [f"vi/v1/{VIN_A}/receipt"]
-        assert decode_receipt(clients["a"].received[0][1]) == Receipt(VIN_A, ((42, 42),), ())
-    finally:
-        assert gw.stop() == 0
+    clients["a"].subscribe(f"vi/v1/{VIN_A}/receipt")
+    message = speed_message(VIN_A, 42)
+    assert clients["a"].publish(message.topic, message.payload) == 0
+    forged = speed_message(VIN_B, 43)
+    assert clients["a"].publish(forged.topic, forged.payload) == NOT_AUTHORIZED
+    deadline = time.monotonic() + 30
+    while gw.stats()["messages"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert gw.sql("SELECT vin, seq, count() FROM signals GROUP BY vin, seq") == [[VIN_A, 42, 10]]
+    # The vehicle hears it is stored, through the ACL that lets only the gateway write receipts.
+    receipt = _wait_for(clients["a"], f"vi/v1/{VIN_A}/receipt")
+    assert receipt == [f"vi/v1/{VIN_A}/receipt"]
+    assert decode_receipt(clients["a"].received[0][1]) == Receipt(VIN_A, ((42, 42),), ())
+    assert gw.stop() == 0
 
 
 @pytest.mark.parametrize(

@@ -517,8 +517,8 @@ def _post(url: str, body: bytes) -> tuple[int, Any]:
 
 
 @pytest.mark.integration
-def test_owners_through_a_running_gateway(broker, start_gateway, tmp_path: Path):
-    gw = start_gateway(broker.url, "--tags-interval-s", "0")
+def test_owners_through_a_running_gateway(broker, rig, tmp_path: Path):
+    gw = rig.gateway(broker.url, "--tags-interval-s", "0")
     first, plan, bad = tmp_path / "first.csv", tmp_path / "plan.csv", tmp_path / "bad.csv"
     first.write_text(f"vin,owner_id,valid_from\n{V1},o-1,2026-01-01\n")
     plan.write_text(DRY_RUN_FILE)

@@ -354,8 +354,8 @@ def test_a_tag_cycle_runs_and_erase_works_with_an_overlong_owner_id_in_the_regis
 
 
 @pytest.mark.integration
-def test_erase_through_a_running_gateway(broker, start_gateway, tmp_path):
-    gw = start_gateway(broker.url, "--tags-interval-s", "0")
+def test_erase_through_a_running_gateway(broker, rig, tmp_path):
+    gw = rig.gateway(broker.url, "--tags-interval-s", "0")
     truth = simulate(
         broker.url,
         tmp_path / "truth.json",

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import raw_message, speed_message
-from vehicle_ingest.gateway.broker import Mosquitto, free_port, mosquitto_path, stop_process
+from tests.rig import Rig
+from vehicle_ingest.gateway.broker import free_port, stop_process
 from vehicle_ingest.gateway.demo import GatewayProcess
 from vehicle_ingest.simulators.publisher import publish
 
@@ -82,15 +83,11 @@ def _wait_for(check, what: str, timeout: float = 20.0, interval: float = 0.2):
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    if mosquitto_path() is None:
-        pytest.fail("mosquitto is not installed: `make test` installs it (apt-get install mosquitto)")
     work = tmp_path_factory.mktemp("prometheus-gateway")
-    with Mosquitto.running(work / "broker", persistence=False) as broker:
-        gw = GatewayProcess(
+    with Rig(work) as rig:
+        broker = rig.broker()
+        gw = rig.gateway(
             broker.url,
-            f"chdb://{work / 'store'}",
-            free_port(),
-            work / "gateway.log",
             "--tags-interval-s",
             "0",
             "--cdp-urls",
@@ -98,28 +95,23 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             "--deliver-interval-s",
             "1",
         )
-        try:
-            gw.wait_ready()
-            messages = [speed_message(VIN, seq) for seq in range(1, STORED + 1)]
-            messages.append(raw_message(f"vi/v1/{VIN}/signals", b"\xff\x00 not msgpack"))  # malformed
-            messages.append(speed_message(VIN, 99, topic_vin=OTHER_VIN))  # vin_mismatch
-            assert publish(messages, broker.url).messages == len(messages)
-            gw.wait_stored(len(messages))
-            gw.post("/api/owners", f"vin,owner_id,valid_from,drivers\n{VIN},owner-1,2020-01-01,\n".encode())
-            assert gw.post("/api/tags/run", b"")["tags"]["added"] > 0
+        messages = [speed_message(VIN, seq) for seq in range(1, STORED + 1)]
+        messages.append(raw_message(f"vi/v1/{VIN}/signals", b"\xff\x00 not msgpack"))  # malformed
+        messages.append(speed_message(VIN, 99, topic_vin=OTHER_VIN))  # vin_mismatch
+        assert publish(messages, broker.url).messages == len(messages)
+        gw.wait_stored(len(messages))
+        gw.post("/api/owners", f"vin,owner_id,valid_from,drivers\n{VIN},owner-1,2020-01-01,\n".encode())
+        assert gw.post("/api/tags/run", b"")["tags"]["added"] > 0
 
-            def scrape_when_complete() -> str | None:
-                text = gw.get("/metrics")[1].decode()
-                stored = f"vehicle_ingest_messages_stored_total {STORED}.0" in text
-                delivered = "vehicle_ingest_cdp_changes_delivered_total{" in text  # counted after the request
-                return text if stored and delivered and "vehicle_ingest_cdp_requests_total{" in text else None
+        def scrape_when_complete() -> str | None:
+            text = gw.get("/metrics")[1].decode()
+            stored = f"vehicle_ingest_messages_stored_total {STORED}.0" in text
+            delivered = "vehicle_ingest_cdp_changes_delivered_total{" in text  # counted after the request
+            return text if stored and delivered and "vehicle_ingest_cdp_requests_total{" in text else None
 
-            scrape = _wait_for(scrape_when_complete, "the stored messages and a CDP delivery in /metrics")
-            yield Live(gw, scrape)
-            assert gw.stop() == 0
-        finally:
-            if gw.process.poll() is None:
-                gw.kill()
+        scrape = _wait_for(scrape_when_complete, "the stored messages and a CDP delivery in /metrics")
+        yield Live(gw, scrape)
+        assert gw.stop() == 0
 
 
 def test_live_scrape_passes_promtool_check_metrics(live: Live) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import gateway_with_broker, metric, speed_message
+from tests.helpers import metric, speed_message
 from tests.test_query_gate import outfile_variants
 from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
 from vehicle_ingest.gateway.demo import GatewayProcess
@@ -79,60 +79,64 @@ def _publish_and_check(gw: GatewayProcess, first_seq: int, n: int = 50) -> None:
     assert gw.get("/readyz")[0] == 200
 
 
-def test_no_query_writes_a_file_or_the_store_and_ingestion_never_stops(tmp_path):
+def test_no_query_writes_a_file_or_the_store_and_ingestion_never_stops(rig, tmp_path):
     target = tmp_path / "pwned"
-    with gateway_with_broker(tmp_path) as gw:
-        _publish_and_check(gw, 1)
-        for statement in [*outfile_variants(target), *WRITES]:
-            status, answer = _post(gw, "/api/sql", statement.encode())
-            assert status == 400, statement
-            assert answer["error"], statement
-        assert not target.exists()
-        _publish_and_check(gw, 1000)  # the store session was never touched: inserts still succeed
-        assert _post(gw, "/api/sql", b"SELECT count() FROM signals")[1]["rows"] == [[2 * 50 * 10]]
-        cli = _cli("sql", "--gateway", gw.url, f"SELECT 1 INTO OUTFILE '{target}'")
-        assert cli.returncode == 2 and not target.exists()
-        assert cli.stderr.count("\n") == 1 and "INTO OUTFILE is not allowed" in cli.stderr  # one line, no traceback
+    gw = rig.gateway(rig.broker().url)
+    _publish_and_check(gw, 1)
+    for statement in [*outfile_variants(target), *WRITES]:
+        status, answer = _post(gw, "/api/sql", statement.encode())
+        assert status == 400, statement
+        assert answer["error"], statement
+    assert not target.exists()
+    _publish_and_check(gw, 1000)  # the store session was never touched: inserts still succeed
+    assert _post(gw, "/api/sql", b"SELECT count() FROM signals")[1]["rows"] == [[2 * 50 * 10]]
+    cli = _cli("sql", "--gateway", gw.url, f"SELECT 1 INTO OUTFILE '{target}'")
+    assert cli.returncode == 2 and not target.exists()
+    assert cli.stderr.count("\n") == 1 and "INTO OUTFILE is not allowed" in cli.stderr  # one line, no traceback
+    assert gw.stop() == 0
 
 
-def test_a_query_stopped_by_its_time_limit_leaves_nothing_behind_and_cannot_crash_the_gateway(tmp_path):
+def test_a_query_stopped_by_its_time_limit_leaves_nothing_behind_and_cannot_crash_the_gateway(rig, tmp_path):
     sink = tmp_path / "cdp.jsonl"
     flags = ("--query-max-execution-s", "2", "--query-max-result-rows", "10000000", "--cdp-urls", f"file://{sink}")
-    with gateway_with_broker(tmp_path, *flags) as gw:
-        status, answer = _post(gw, "/api/sql", b"SELECT sleep(1), number FROM system.numbers")
-        assert status == 400 and "query_max_execution_s (2 s)" in answer["error"]
-        assert _post(gw, "/api/sql", b"SELECT 42")[1]["rows"] == [[42]]
-        owners = b"vin,owner_id,valid_from,drivers\nWVWZZZ1JZXW000001,o-1,2020-01-01,\n"
-        assert gw.post("/api/owners", owners) == {"loaded": 1}
-        _publish_and_check(gw, 1)
-        assert "tags" in gw.post("/api/tags/run", b"{}")  # the tag cycle and the outbox read their own results
-        assert gw.process.poll() is None
+    gw = rig.gateway(rig.broker().url, *flags)
+    status, answer = _post(gw, "/api/sql", b"SELECT sleep(1), number FROM system.numbers")
+    assert status == 400 and "query_max_execution_s (2 s)" in answer["error"]
+    assert _post(gw, "/api/sql", b"SELECT 42")[1]["rows"] == [[42]]
+    owners = b"vin,owner_id,valid_from,drivers\nWVWZZZ1JZXW000001,o-1,2020-01-01,\n"
+    assert gw.post("/api/owners", owners) == {"loaded": 1}
+    _publish_and_check(gw, 1)
+    assert "tags" in gw.post("/api/tags/run", b"{}")  # the tag cycle and the outbox read their own results
+    assert gw.process.poll() is None
+    assert gw.stop() == 0
 
 
-def test_a_heavy_query_is_bounded_in_memory_and_in_result_size(tmp_path):
-    with gateway_with_broker(tmp_path, "--query-max-memory-bytes", str(256 << 20)) as gw:
-        pid = gw.process.pid
-        baseline = _vm(pid, "VmRSS")
-        status, answer = _post(gw, "/api/sql", b"SELECT length(groupArray(number)) FROM numbers(400000000)")
-        assert status == 400 and "query_max_memory_bytes" in answer["error"]
-        status, answer = _post(gw, "/api/sql", b"SELECT number FROM numbers(20000000)")
-        assert status == 400 and "query_max_result_rows" in answer["error"]
-        # Unbounded, the first took the gateway from 366 MB to 6.5 GB; the limit is 256 MiB.
-        assert _vm(pid, "VmHWM") - baseline < 400
-        _publish_and_check(gw, 1)
+def test_a_heavy_query_is_bounded_in_memory_and_in_result_size(rig):
+    gw = rig.gateway(rig.broker().url, "--query-max-memory-bytes", str(256 << 20))
+    pid = gw.process.pid
+    baseline = _vm(pid, "VmRSS")
+    status, answer = _post(gw, "/api/sql", b"SELECT length(groupArray(number)) FROM numbers(400000000)")
+    assert status == 400 and "query_max_memory_bytes" in answer["error"]
+    status, answer = _post(gw, "/api/sql", b"SELECT number FROM numbers(20000000)")
+    assert status == 400 and "query_max_result_rows" in answer["error"]
+    # Unbounded, the first took the gateway from 366 MB to 6.5 GB; the limit is 256 MiB.
+    assert _vm(pid, "VmHWM") - baseline < 400
+    _publish_and_check(gw, 1)
+    assert gw.stop() == 0
 
 
-def test_a_full_set_of_read_slots_answers_503_at_once(tmp_path):
-    with gateway_with_broker(tmp_path, "--query-max-concurrent", "1") as gw:
-        slow = threading.Thread(target=_post, args=(gw, "/api/sql", b"SELECT sleep(3)"))
-        slow.start()
-        time.sleep(0.5)
-        started = time.monotonic()
-        status, answer = _post(gw, "/api/sql", b"SELECT 1")
-        assert status == 503 and "query_max_concurrent" in answer["error"]
-        assert time.monotonic() - started < 1.0  # refused, not queued
-        slow.join()
-        assert _post(gw, "/api/sql", b"SELECT 1") == (200, {"columns": ["1"], "rows": [[1]]})
+def test_a_full_set_of_read_slots_answers_503_at_once(rig):
+    gw = rig.gateway(rig.broker().url, "--query-max-concurrent", "1")
+    slow = threading.Thread(target=_post, args=(gw, "/api/sql", b"SELECT sleep(3)"))
+    slow.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    status, answer = _post(gw, "/api/sql", b"SELECT 1")
+    assert status == 503 and "query_max_concurrent" in answer["error"]
+    assert time.monotonic() - started < 1.0  # refused, not queued
+    slow.join()
+    assert _post(gw, "/api/sql", b"SELECT 1") == (200, {"columns": ["1"], "rows": [[1]]})
+    assert gw.stop() == 0
 
 
 def test_sql_on_a_stopped_gateways_store_reads_but_never_writes(tmp_path):
@@ -162,33 +166,34 @@ HEAVY = b"SELECT count() FROM (SELECT number % 1000003 AS k, count() FROM number
 
 # A rate compared with itself: run alone, not beside another test worker taking a core.
 @pytest.mark.serial
-def test_ingestion_keeps_its_rate_while_heavy_queries_run(tmp_path):
+def test_ingestion_keeps_its_rate_while_heavy_queries_run(rig):
     """Stored messages/s with heavy queries running back to back stay >= 90 % of the rate without them."""
-    with gateway_with_broker(tmp_path) as gw:
-        spec = LoadSpec(vehicles=2000, rate=400, hz=10, signals=10, duration_s=18, connections=2, events_per_hour=0)
-        load = threading.Thread(
-            target=run_load, args=(spec, gw.mqtt_url, load_signal_catalog(), load_event_catalog(), None)
-        )
-        load.start()
-        time.sleep(3)  # warm-up: connections, the first batches
-        quiet = _stored_rate(gw, 6)
-        stop = threading.Event()
-        heavy_runs: list[int] = []
+    gw = rig.gateway(rig.broker().url)
+    spec = LoadSpec(vehicles=2000, rate=400, hz=10, signals=10, duration_s=18, connections=2, events_per_hour=0)
+    load = threading.Thread(
+        target=run_load, args=(spec, gw.mqtt_url, load_signal_catalog(), load_event_catalog(), None)
+    )
+    load.start()
+    time.sleep(3)  # warm-up: connections, the first batches
+    quiet = _stored_rate(gw, 6)
+    stop = threading.Event()
+    heavy_runs: list[int] = []
 
-        def queries() -> None:
-            while not stop.is_set():
-                heavy_runs.append(_post(gw, "/api/sql", HEAVY)[0])
+    def queries() -> None:
+        while not stop.is_set():
+            heavy_runs.append(_post(gw, "/api/sql", HEAVY)[0])
 
-        runner = threading.Thread(target=queries)
-        runner.start()
-        time.sleep(0.5)
-        busy = _stored_rate(gw, 6)
-        stop.set()
-        runner.join()
-        load.join()
-        assert heavy_runs and set(heavy_runs) == {200}  # the queries ran (and were not refused)
-        print(f"stored msgs/s: {quiet:.0f} without queries, {busy:.0f} with ({busy / quiet:.1%})")
-        assert busy >= 0.9 * quiet
+    runner = threading.Thread(target=queries)
+    runner.start()
+    time.sleep(0.5)
+    busy = _stored_rate(gw, 6)
+    stop.set()
+    runner.join()
+    load.join()
+    assert heavy_runs and set(heavy_runs) == {200}  # the queries ran (and were not refused)
+    print(f"stored msgs/s: {quiet:.0f} without queries, {busy:.0f} with ({busy / quiet:.1%})")
+    assert busy >= 0.9 * quiet
+    assert gw.stop() == 0
 
 
 def _stored_rate(gw: GatewayProcess, seconds: float) -> float:

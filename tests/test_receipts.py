@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.helpers import gateway_with_broker, metric, now_ms, raw_message, speed_message
+from tests.helpers import metric, now_ms, raw_message, speed_message
 from vehicle_ingest.receipts import (
     Receipt,
     ReceiptBook,
@@ -147,46 +147,49 @@ class _Listener:
 
 
 @pytest.mark.integration
-def test_the_gateway_receipts_stored_duplicated_and_rejected_messages_but_not_unreadable_ones(tmp_path):
-    with gateway_with_broker(tmp_path) as gw:
-        listener = _Listener(int(gw.mqtt_url.rsplit(":", 1)[1]))
-        stored = [speed_message(VIN, s) for s in range(1, 41)]
-        skewed = speed_message(VIN, 100, base_ts=now_ms() + 86_400_000)
-        truncated = raw_message(f"vi/v1/{VIN}/signals", speed_message(VIN, 101).payload[:-3])
-        publish([*stored, skewed, truncated, speed_message(OTHER, 7)], gw.mqtt_url)
-        deadline = time.monotonic() + 20
-        while (len(listener.settled(VIN)) < 40 or not listener.rejected(VIN)) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert listener.settled(VIN) == set(range(1, 41)) and listener.settled(OTHER) == {7}
-        assert listener.rejected(VIN) == {100: "timestamp_skew"}  # the truncated one has no receipt
-        receipts_before = len(listener.receipts)
-        publish(stored[:5], gw.mqtt_url)  # a head unit that missed the receipts resends: receipted again
-        while len(listener.receipts) == receipts_before and time.monotonic() < deadline + 10:
-            time.sleep(0.05)
-        assert listener.receipts[-1] == Receipt(VIN, ((1, 5),), ())
-        assert gw.stats()["messages"] == 41
-        assert metric(gw, "vehicle_ingest_receipts_published_total") == len(listener.receipts)
-        listener.close()
+def test_the_gateway_receipts_stored_duplicated_and_rejected_messages_but_not_unreadable_ones(rig):
+    gw = rig.gateway(rig.broker().url)
+    listener = _Listener(int(gw.mqtt_url.rsplit(":", 1)[1]))
+    stored = [speed_message(VIN, s) for s in range(1, 41)]
+    skewed = speed_message(VIN, 100, base_ts=now_ms() + 86_400_000)
+    truncated = raw_message(f"vi/v1/{VIN}/signals", speed_message(VIN, 101).payload[:-3])
+    publish([*stored, skewed, truncated, speed_message(OTHER, 7)], gw.mqtt_url)
+    deadline = time.monotonic() + 20
+    while (len(listener.settled(VIN)) < 40 or not listener.rejected(VIN)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert listener.settled(VIN) == set(range(1, 41)) and listener.settled(OTHER) == {7}
+    assert listener.rejected(VIN) == {100: "timestamp_skew"}  # the truncated one has no receipt
+    receipts_before = len(listener.receipts)
+    publish(stored[:5], gw.mqtt_url)  # a head unit that missed the receipts resends: receipted again
+    while len(listener.receipts) == receipts_before and time.monotonic() < deadline + 10:
+        time.sleep(0.05)
+    assert listener.receipts[-1] == Receipt(VIN, ((1, 5),), ())
+    assert gw.stats()["messages"] == 41
+    assert metric(gw, "vehicle_ingest_receipts_published_total") == len(listener.receipts)
+    listener.close()
+    assert gw.stop() == 0
 
 
 @pytest.mark.integration
-def test_receipts_can_be_switched_off(tmp_path):
-    with gateway_with_broker(tmp_path, "--receipts", "false") as gw:
-        listener = _Listener(int(gw.mqtt_url.rsplit(":", 1)[1]))
-        publish([speed_message(VIN, s) for s in range(1, 11)], gw.mqtt_url)
-        gw.wait_stored(10)
-        time.sleep(1.0)  # five receipt intervals
-        assert listener.receipts == [] and metric(gw, "vehicle_ingest_receipts_published_total") == 0
-        listener.close()
+def test_receipts_can_be_switched_off(rig):
+    gw = rig.gateway(rig.broker().url, "--receipts", "false")
+    listener = _Listener(int(gw.mqtt_url.rsplit(":", 1)[1]))
+    publish([speed_message(VIN, s) for s in range(1, 11)], gw.mqtt_url)
+    gw.wait_stored(10)
+    time.sleep(1.0)  # five receipt intervals
+    assert listener.receipts == [] and metric(gw, "vehicle_ingest_receipts_published_total") == 0
+    listener.close()
+    assert gw.stop() == 0
 
 
 @pytest.mark.integration
-def test_a_receipt_aware_publisher_settles_everything_and_reports_it(tmp_path):
-    with gateway_with_broker(tmp_path) as gw:
-        messages = [speed_message(VIN, s) for s in range(1, 201)] + [speed_message(VIN, 500, base_ts=1000)]
-        totals = publish(messages, gw.mqtt_url, receipts=True, settle_timeout_s=30)
-        assert (totals.messages, totals.rejected, totals.failed) == (201, 1, 0)
-        assert totals.samples == 200 * 10 == gw.stats()["samples"]
+def test_a_receipt_aware_publisher_settles_everything_and_reports_it(rig):
+    gw = rig.gateway(rig.broker().url)
+    messages = [speed_message(VIN, s) for s in range(1, 201)] + [speed_message(VIN, 500, base_ts=1000)]
+    totals = publish(messages, gw.mqtt_url, receipts=True, settle_timeout_s=30)
+    assert (totals.messages, totals.rejected, totals.failed) == (201, 1, 0)
+    assert totals.samples == 200 * 10 == gw.stats()["samples"]
+    assert gw.stop() == 0
 
 
 @pytest.mark.integration

@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 
-from tests.helpers import gateway_with_broker, now_ms, raw_message, speed_message
+from tests.helpers import now_ms, raw_message, speed_message
+from tests.rig import Rig
 from vehicle_ingest.codec import encode_events
 from vehicle_ingest.gateway.demo import GatewayProcess
 from vehicle_ingest.simulators.fleet import SimMessage
@@ -22,16 +23,12 @@ MAX_PAYLOAD = 4096
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory) -> Iterator[GatewayProcess]:
-    with gateway_with_broker(
-        tmp_path_factory.mktemp("rejections"),
-        "--max-payload-bytes",
-        str(MAX_PAYLOAD),
-        "--max-past-s",
-        "86400",
-        "--max-future-s",
-        "60",
-    ) as gw:
+    with Rig(tmp_path_factory.mktemp("rejections")) as rig:
+        gw = rig.gateway(
+            rig.broker().url, "--max-payload-bytes", str(MAX_PAYLOAD), "--max-past-s", "86400", "--max-future-s", "60"
+        )
         yield gw
+        assert gw.stop() == 0
 
 
 def _with_version(payload: bytes, version: int) -> bytes:

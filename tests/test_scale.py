@@ -42,8 +42,8 @@ def test_load_spec_derives_period_and_batch_size() -> None:
         LoadSpec(signals=99).check()
 
 
-def test_multiplexed_fleet_at_a_target_rate_is_stored_exactly_once(broker: Mosquitto, start_gateway) -> None:
-    gw = start_gateway(broker.url, "--batch-linger-ms", "50")
+def test_multiplexed_fleet_at_a_target_rate_is_stored_exactly_once(broker: Mosquitto, rig) -> None:
+    gw = rig.gateway(broker.url, "--batch-linger-ms", "50")
     spec = LoadSpec(vehicles=600, rate=300, hz=2, signals=4, duration_s=4, connections=3, events_per_hour=600)
     result = _load(spec, broker.url)
     assert result.totals.messages == result.offered
@@ -54,8 +54,8 @@ def test_multiplexed_fleet_at_a_target_rate_is_stored_exactly_once(broker: Mosqu
     _assert_stored_exactly(gw.wait_stored(result.totals.messages), result)
 
 
-def test_one_mqtt_connection_per_vehicle(broker: Mosquitto, start_gateway) -> None:
-    gw = start_gateway(broker.url, "--batch-linger-ms", "50")
+def test_one_mqtt_connection_per_vehicle(broker: Mosquitto, rig) -> None:
+    gw = rig.gateway(broker.url, "--batch-linger-ms", "50")
     spec = LoadSpec(vehicles=400, rate=200, hz=1, signals=3, duration_s=4, per_vehicle=True)
     result = _load(spec, broker.url)
     assert result.connections == 400
@@ -101,8 +101,8 @@ def _wait_union(ports: list[int], messages: int, timeout: float = 90) -> dict:
 
 
 @pytest.mark.timeout(240)
-def test_two_workers_split_the_stream_and_a_killed_worker_loses_nothing(broker: Mosquitto, start_gateway) -> None:
-    gw = start_gateway(broker.url, "--workers", "2", "--batch-linger-ms", "50")
+def test_two_workers_split_the_stream_and_a_killed_worker_loses_nothing(broker: Mosquitto, rig) -> None:
+    gw = rig.gateway(broker.url, "--workers", "2", "--batch-linger-ms", "50")
     deadline = time.monotonic() + 60
     while len(_children(gw.process.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -118,9 +118,9 @@ def test_two_workers_split_the_stream_and_a_killed_worker_loses_nothing(broker: 
     _assert_stored_exactly(union, result)
 
 
-def test_unacked_window_holds_even_when_the_broker_overruns_it(broker: Mosquitto, start_gateway) -> None:
+def test_unacked_window_holds_even_when_the_broker_overruns_it(broker: Mosquitto, rig) -> None:
     """Gateway memory is bounded by Receive Maximum whatever the broker does (mosquitto 2.0.11 overruns it)."""
-    gw = start_gateway(broker.url, "--receive-max", "100", "--batch-max-messages", "25", "--batch-linger-ms", "20")
+    gw = rig.gateway(broker.url, "--receive-max", "100", "--batch-max-messages", "25", "--batch-linger-ms", "20")
     spec = LoadSpec(vehicles=200, rate=1000, hz=1, signals=12, duration_s=2, connections=2, events_per_hour=0)
     peak, done = [0.0], threading.Event()
 

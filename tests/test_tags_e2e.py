@@ -32,9 +32,9 @@ def _jsonl(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def test_tags_from_a_duplicated_reordered_stream_match_the_truth(broker, start_gateway, tmp_path):
+def test_tags_from_a_duplicated_reordered_stream_match_the_truth(broker, rig, tmp_path):
     changes_file = tmp_path / "cdp" / "changes.jsonl"
-    gw = start_gateway(
+    gw = rig.gateway(
         broker.url, "--tags-interval-s", "0", "--cdp-urls", f"file://{changes_file}", "--deliver-interval-s", "1"
     )
     truth = simulate(
@@ -81,12 +81,12 @@ def test_tags_from_a_duplicated_reordered_stream_match_the_truth(broker, start_g
     assert gw.stop() == 0
 
 
-def test_ingestion_keeps_flowing_while_the_cdp_is_down(broker, start_gateway, tmp_path):
+def test_ingestion_keeps_flowing_while_the_cdp_is_down(broker, rig, tmp_path):
     # Nothing listens on this port: every delivery attempt fails, the outbox grows.
     from vehicle_ingest.gateway.broker import free_port
 
     dead = f"segment+http://writekey@127.0.0.1:{free_port()}"
-    gw = start_gateway(broker.url, "--tags-interval-s", "1", "--cdp-urls", dead, "--deliver-interval-s", "1")
+    gw = rig.gateway(broker.url, "--tags-interval-s", "1", "--cdp-urls", dead, "--deliver-interval-s", "1")
     truth = simulate(
         broker.url,
         tmp_path / "truth.json",

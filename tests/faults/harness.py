@@ -1,17 +1,17 @@
-"""The real processes of a fault scenario (brokers, gateways) and the probes that watch them."""
+"""The probes that watch a fault scenario's processes (started by the `rig` fixture, tests/rig.py)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.helpers import metric
-from vehicle_ingest.gateway.broker import Mosquitto, free_port
 from vehicle_ingest.gateway.demo import GatewayProcess
 
-__all__ = ["Rig", "drain", "metric", "rss_mb", "wait_until"]
+__all__ = ["GW_ID", "drain", "metric", "rss_mb", "wait_until"]
+
+GW_ID = "vi-faults-gw"  # a scenario's gateway: restarted with this id, it resumes its session on the broker
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, poll: float = 0.2) -> None:
@@ -47,43 +47,3 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise ValueError(f"no VmRSS for pid {pid}")
-
-
-@dataclass
-class Rig:
-    """Owns every process a scenario starts, so a failing scenario leaves none behind."""
-
-    workdir: Path
-    brokers: list[Mosquitto] = field(default_factory=list)
-    gateways: list[GatewayProcess] = field(default_factory=list)
-
-    def broker(self, persistence: bool = False, autosave_interval_s: int = 1800) -> Mosquitto:
-        broker = Mosquitto(self.workdir / f"broker{len(self.brokers)}", free_port(), persistence)
-        broker.autosave_interval_s = autosave_interval_s
-        broker.start()
-        self.brokers.append(broker)
-        return broker
-
-    def gateway(
-        self, mqtt_url: str, *extra: str, name: str = "gw", client_id: str = "vi-faults-gw", store: Path | None = None
-    ) -> GatewayProcess:
-        """A ready gateway on its own embedded store (`workdir/<name>-store` unless given)."""
-        gw = GatewayProcess(
-            mqtt_url,
-            f"chdb://{store or self.workdir / f'{name}-store'}",
-            free_port(),
-            self.workdir / f"{name}.log",
-            "--client-id",
-            client_id,
-            *extra,
-        )
-        self.gateways.append(gw)
-        gw.wait_ready()
-        return gw
-
-    def close(self) -> None:
-        for gw in self.gateways:
-            if gw.process.poll() is None:
-                gw.kill()
-        for broker in self.brokers:
-            broker.stop()

@@ -19,8 +19,9 @@ import time
 import pytest
 
 from tests.faults.check import compare, stored_messages
-from tests.faults.harness import Rig, drain, metric, wait_until
+from tests.faults.harness import GW_ID, drain, metric, wait_until
 from tests.faults.load import Load
+from tests.rig import Rig
 from vehicle_ingest.gateway.broker import Mosquitto
 
 pytestmark = pytest.mark.integration
@@ -60,7 +61,7 @@ def _wait_for_next_save(broker: Mosquitto, timeout: float = 10.0, poll: float = 
 
 def _sessions(rig: Rig) -> dict[str, int]:
     """How the gateways' connections found their session, from their log ("session new" / "session resumed")."""
-    log = (rig.workdir / "gw.log").read_text()
+    log = (rig.workdir / "gateway.log").read_text()
     return {kind: log.count(f"session {kind}") for kind in ("new", "resumed")}
 
 
@@ -97,7 +98,7 @@ def _restart(broker: Mosquitto, how: str, kill_delays: list[float]) -> list[tupl
 @pytest.mark.parametrize("how", ["kill", "term"])
 def test_broker_restart_loses_nothing_it_still_holds(rig, scale, record, how):
     broker = rig.broker(persistence=True, autosave_interval_s=AUTOSAVE_S)
-    gw = rig.gateway(broker.url)
+    gw = rig.gateway(broker.url, client_id=GW_ID)
     load = Load(broker.url, prefix=PREFIX, rate=scale.rate, receipt_timeout_s=scale.receipt_timeout_s).start()
     windows: list[tuple[float, float]] = []
     kill_delays: list[float] = []  # seconds after an autosave
@@ -113,7 +114,7 @@ def test_broker_restart_loses_nothing_it_still_holds(rig, scale, record, how):
         assert gw.stop() == 0
         time.sleep(scale.broker_load_s + 2 * AUTOSAVE_S)
         windows += _restart(broker, how, kill_delays)
-        gw = rig.gateway(broker.url)
+        gw = rig.gateway(broker.url, client_id=GW_ID)
         time.sleep(scale.broker_load_s)
     finally:
         load.stop()

@@ -14,7 +14,7 @@ from collections import Counter
 import pytest
 
 from tests.faults.check import Verdict
-from tests.faults.harness import wait_until
+from tests.faults.harness import GW_ID, wait_until
 from tests.faults.sink import WebhookEndpoint
 from tests.helpers import simulate
 from vehicle_ingest.gateway.broker import free_port
@@ -60,7 +60,7 @@ def test_cdp_outage_outbox_survives_restarts_and_delivers_once_in_order(rig, sca
         "--deliver-interval-s",
         "1",
     )
-    gw = rig.gateway(broker.url, *flags)
+    gw = rig.gateway(broker.url, *flags, client_id=GW_ID)
     changes = _make_changes(gw, broker.url, tmp_path)
     assert Counter(t for _, _, t in changes.values())[1] > 0, "the outbox needs second transitions to check order"
     phase = scale.cdp_outage_s / 3
@@ -68,11 +68,11 @@ def test_cdp_outage_outbox_survives_restarts_and_delivers_once_in_order(rig, sca
     try:
         time.sleep(phase)  # nothing listens: connection refused
         gw.kill()
-        gw = rig.gateway(broker.url, *flags)
+        gw = rig.gateway(broker.url, *flags, client_id=GW_ID)
         endpoint.start()  # listening, answering 503
         time.sleep(phase)
         assert gw.stop() == 0
-        gw = rig.gateway(broker.url, *flags)
+        gw = rig.gateway(broker.url, *flags, client_id=GW_ID)
         time.sleep(phase)
         pending = gw.sql(_PENDING_SQL)[0][0]
         refused = endpoint.refused

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tests.faults.check import compare, stored_messages
-from tests.faults.harness import drain, metric
+from tests.faults.harness import GW_ID, drain, metric
 from tests.faults.load import Load
 
 pytestmark = pytest.mark.integration
@@ -20,7 +20,7 @@ SEED = 20261122
 def test_repeated_kill9_under_load_stores_every_acked_message_once(rig, scale, record):
     rng = random.Random(SEED)
     broker = rig.broker()
-    gw = rig.gateway(broker.url)
+    gw = rig.gateway(broker.url, client_id=GW_ID)
     load = Load(broker.url, prefix=PREFIX, rate=scale.rate, receipt_timeout_s=scale.receipt_timeout_s).start()
     in_flight_at_kill = []
     try:
@@ -29,7 +29,7 @@ def test_repeated_kill9_under_load_stores_every_acked_message_once(rig, scale, r
             time.sleep(rng.uniform(0.1, 1.5))
             in_flight_at_kill.append(metric(gw, "vehicle_ingest_unacked_messages"))
             gw.kill()
-            gw = rig.gateway(broker.url)
+            gw = rig.gateway(broker.url, client_id=GW_ID)
     finally:
         load.stop()
     drain([gw], len(load.truth), timeout=120)

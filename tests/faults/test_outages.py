@@ -12,7 +12,7 @@ import time
 import pytest
 
 from tests.faults.check import compare, stored_messages
-from tests.faults.harness import drain, metric, wait_until
+from tests.faults.harness import GW_ID, drain, metric, wait_until
 from tests.faults.load import Load
 
 pytestmark = pytest.mark.integration
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 
 def test_gateway_down_while_vehicles_publish(rig, scale, record):
     broker = rig.broker()
-    gw = rig.gateway(broker.url)
+    gw = rig.gateway(broker.url, client_id=GW_ID)
     load = Load(broker.url, prefix="GDWN", rate=scale.rate, receipt_timeout_s=scale.receipt_timeout_s).start()
     try:
         wait_until(lambda: gw.stats()["messages"] > 0, 30, "first messages stored")
@@ -29,7 +29,7 @@ def test_gateway_down_while_vehicles_publish(rig, scale, record):
         time.sleep(scale.gateway_down_s)  # vehicles keep publishing; nothing is stored, nothing receipted
         kept_while_down = load.unreceipted
         sent_while_down = load.sent - down_at
-        gw = rig.gateway(broker.url)
+        gw = rig.gateway(broker.url, client_id=GW_ID)
         time.sleep(scale.gateway_down_s / 4)
     finally:
         load.stop(settle_s=120)
@@ -45,7 +45,7 @@ def test_gateway_down_while_vehicles_publish(rig, scale, record):
 
 def test_vehicle_offline_then_uploads_its_backlog(rig, scale, record):
     broker = rig.broker()
-    gw = rig.gateway(broker.url)
+    gw = rig.gateway(broker.url, client_id=GW_ID)
     load = Load(broker.url, prefix="VFLN", rate=scale.rate, receipt_timeout_s=scale.receipt_timeout_s).start()
     try:
         wait_until(lambda: gw.stats()["messages"] > 0, 30, "first messages stored")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.check import compare, stored_messages
-from tests.faults.harness import drain, metric, rss_mb, wait_until
+from tests.faults.harness import GW_ID, drain, metric, rss_mb, wait_until
 from tests.faults.load import Load
 from vehicle_ingest.gateway.broker import free_port
 from vehicle_ingest.gateway.demo import GatewayProcess
@@ -58,7 +58,7 @@ class _Immutable:
     """`chattr +i` on the signals table directory: inserts fail with 'Operation not permitted'."""
 
     def __init__(self, workdir: Path) -> None:
-        self.store = workdir / "gw-store"
+        self.store = workdir / "store"
         self._dir: Path | None = None
 
     def break_(self, gw: GatewayProcess) -> None:
@@ -125,7 +125,7 @@ def _restart_on_broken_store(rig, mqtt_url: str, flags: tuple[str, ...], store: 
     supervisor retries. Either way nothing is taken from the broker.
     """
     try:
-        return rig.gateway(mqtt_url, *flags, store=store)
+        return rig.gateway(mqtt_url, *flags, client_id=GW_ID, store=store)
     except RuntimeError as exc:
         assert "cannot open store" in str(exc), f"the restart failed for another reason: {exc}"
         return None
@@ -134,7 +134,7 @@ def _restart_on_broken_store(rig, mqtt_url: str, flags: tuple[str, ...], store: 
 def test_store_outage_acks_nothing_unstored_and_drains_after(rig, scale, record, fault, request):
     broker = rig.broker()
     flags = ("--receive-max", str(RECEIVE_MAX), "--batch-max-messages", "200", "--stop-timeout-s", "2")
-    gw = rig.gateway(broker.url, *flags, store=fault.store)
+    gw = rig.gateway(broker.url, *flags, client_id=GW_ID, store=fault.store)
     load = Load(broker.url, prefix=PREFIX, rate=scale.rate, receipt_timeout_s=scale.receipt_timeout_s).start()
     try:
         wait_until(lambda: gw.stats()["messages"] > 0, 30, "first messages stored before the fault")
@@ -158,7 +158,7 @@ def test_store_outage_acks_nothing_unstored_and_drains_after(rig, scale, record,
         fault.heal()
         healed = time.monotonic()
         if restarted is None:  # the supervisor's retry, now that the store opens
-            gw = rig.gateway(broker.url, *flags, store=fault.store)
+            gw = rig.gateway(broker.url, *flags, client_id=GW_ID, store=fault.store)
     finally:
         load.stop()
     drained = drain([gw], len(load.truth), timeout=60)
@@ -205,8 +205,8 @@ def test_gateway_without_a_reachable_server_store_fails_fast_naming_it(rig):
     """
     broker = rig.broker()
     store = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    gw = rig.gateway(broker.url, name="no-store", store=store, ready=False)
     log = rig.workdir / "no-store.log"
-    gw = GatewayProcess(broker.url, store, free_port(), log)
     assert gw.process.wait(60) == 1
     gw.stop()
     assert f"cannot open store {store}" in log.read_text()
