@@ -32,7 +32,9 @@ _COLUMN = "a column name or expression written in the module, wrapped by a helpe
 _CATALOG_IDS = "ints from the signal / event catalog (the moments' definitions)"
 REVIEWED: dict[tuple[str, str], str] = {
     ("src/vehicle_ingest/storage.py", "table"): "'signals', 'events' or 'can_signals': literals in the storage code",
-    ("src/vehicle_ingest/storage.py", "_IDENTITY_IN"): "module constant (bound parameters inside)",
+    ("src/vehicle_ingest/storage.py", "_IDENTITY_IN_JOINED if joined else _IDENTITY_IN"): (
+        "one of two module constants (bound parameters inside)"
+    ),
     ("src/vehicle_ingest/privacy.py", "moment"): "expression from the module's _TTL_TABLES",
     ("src/vehicle_ingest/privacy.py", "days"): "int, checked > 0 (location_retention_days setting)",
     ("src/vehicle_ingest/privacy.py", "ids"): "ints from the signal catalog",

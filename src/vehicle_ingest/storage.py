@@ -49,6 +49,13 @@ _INSERT_SETTINGS = {
 # Bound identities, zipped in the engine. The cast: an array literal's element type is inferred from
 # its values, and a narrow one (UInt8 for [7]) fails against wider stored seqs.
 _IDENTITY_IN = "(vin, seq) IN (SELECT arrayJoin(arrayZip(%(vins)s, CAST(%(seqs)s AS Array(UInt64)))))"
+# The same identities as two comma-joined strings, split in the engine: clickhouse-connect binds
+# and comment-scans a list element by element in Python (8 % of the gateway's busy time at 1 M
+# samples/s), one string in a single step. Only for VINs that cannot hold a comma (checked).
+_IDENTITY_IN_JOINED = (
+    "(vin, seq) IN (SELECT arrayJoin(arrayZip(splitByChar(',', %(vins)s),"
+    " arrayMap(s -> toUInt64(s), splitByChar(',', %(seqs)s)))))"
+)
 _LOOKUP_CHUNK = 2000  # identities per lookup query (about 60 KB of query text)
 
 _ERROR_CODE = re.compile(r"\bCode: (\d+)\b")
@@ -267,12 +274,16 @@ class Store:
         position = {ident: i for i, ident in enumerate(zip(vin_of, seqs, strict=True))}
         # Two bound arrays zipped in the engine: ClickHouse parses them about 3x faster than a
         # literal list of tuples. Chunked: they travel in the query text, which max_query_size caps.
+        joined = all(v.isalnum() for v in vins)  # what validation lets through: 17 of the VIN alphabet
         sql = (
             f"SELECT vin, seq, count(), toInt64(toUnixTimestamp64Milli(min(ts))) FROM {table}"
-            f" WHERE {_IDENTITY_IN} GROUP BY vin, seq"
+            f" WHERE {_IDENTITY_IN_JOINED if joined else _IDENTITY_IN} GROUP BY vin, seq"
         )
         for lo in range(0, n, _LOOKUP_CHUNK):
-            chunk = {"vins": vin_of[lo : lo + _LOOKUP_CHUNK], "seqs": seqs[lo : lo + _LOOKUP_CHUNK]}
+            part_vins, part_seqs = vin_of[lo : lo + _LOOKUP_CHUNK], seqs[lo : lo + _LOOKUP_CHUNK]
+            chunk: dict[str, Any] = {"vins": part_vins, "seqs": part_seqs}
+            if joined:
+                chunk = {"vins": ",".join(part_vins), "seqs": ",".join(map(str, part_seqs))}
             for vin, s, rows, earliest in self._lookup(sql, chunk):
                 i = position[(vin, int(s))]
                 count[i], ts_min[i] = rows, earliest
