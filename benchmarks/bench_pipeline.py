@@ -301,7 +301,7 @@ _STAGES = (
     ("store: insert signals (chDB: sort, compress, identity projection)", "insert_signals"),
     ("store: insert events", "insert_events"),
     ("store: insert aggregates (latest_signals, daily_activity)", "insert_aggregates"),
-    ("store: identity lookup (by_identity projection)", "stored_identities"),
+    ("store: identity lookup (by_message projection)", "stored_identities"),
     ("store: release freed memory", "release_memory"),
     ("decode (numba)", "vehicle_ingest/codec/"),
     ("validate", "vehicle_ingest/validate.py"),
