@@ -155,6 +155,8 @@ def parse_publish(packet: Packet) -> Publish:
     if qos == 3 or len(body) < 2:
         raise MqttWireError(f"a malformed PUBLISH (QoS {qos}, {len(body)} bytes)")
     end = 2 + ((body[0] << 8) | body[1])
+    if end + (2 if qos else 0) > len(body):
+        raise MqttWireError("a PUBLISH whose topic or packet id runs past it")
     mid = 0
     if qos:
         mid, end = (body[end] << 8) | body[end + 1], end + 2

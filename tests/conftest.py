@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cdp_receiver import Receiver, start_receiver
 from tests.rig import Rig
 from vehicle_ingest.gateway.broker import Mosquitto
 from vehicle_ingest.storage import Store
@@ -54,3 +55,13 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
 @pytest.fixture
 def broker(rig: Rig) -> Mosquitto:
     return rig.broker()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A local Segment-compatible CDP endpoint that accepts everything (a test may override the fixture)."""
+    state = Receiver()
+    httpd = start_receiver(state)
+    yield state
+    httpd.shutdown()
+    httpd.server_close()

@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.cdp_receiver import Receiver, start_receiver
 from vehicle_ingest.cdp import Deliverer, Outbox, TagChange, change_message_id, sink_from_url
 from vehicle_ingest.gateway.config import GatewayConfig
 from vehicle_ingest.gateway.service import Gateway
@@ -29,15 +28,6 @@ def outbox(store: Store) -> Outbox:
     for table in ("tag_history", "cdp_deliveries", "cdp_quarantine"):
         store.command(f"TRUNCATE TABLE {table}")
     return Outbox(store)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-    httpd = start_receiver(state)
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def changes(n: int, first: int = 0) -> list[TagChange]:

@@ -11,13 +11,12 @@ import json
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tests.cdp_receiver import Receiver, start_receiver
+from tests.cdp_receiver import Receiver
 from vehicle_ingest.cdp import MAX_ANSWER_CHARS, Deliverer, Outbox, Sink, TagChange, change_message_id, sink_from_url
 from vehicle_ingest.errors import DeliveryError
 from vehicle_ingest.storage import Store
@@ -30,15 +29,6 @@ def outbox(store: Store) -> Outbox:
     for table in ("tag_history", "cdp_deliveries", "cdp_quarantine"):
         store.command(f"TRUNCATE TABLE {table}")
     return Outbox(store)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    state = Receiver()
-    httpd = start_receiver(state)
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def changes(n: int, at: int = T0) -> list[TagChange]:

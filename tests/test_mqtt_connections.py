@@ -64,6 +64,11 @@ def test_a_qos_0_publish_with_properties_parses_without_a_packet_id():
     assert parse_publish(Packet(PUBLISH, 0x0, body)) == Publish(b"t", 0, 0, b"data")
     with pytest.raises(MqttWireError, match="run past"):
         parse_publish(Packet(PUBLISH, 0x2, b"\x00\x01t\x00\x01\x09"))
+    # A topic length beyond the packet (a hostile or broken broker): refused, never an IndexError
+    # that would end the connection's thread.
+    for body in (b"\x00\x09t", b"\x00\x01t\x00", b"\xff\xff"):
+        with pytest.raises(MqttWireError, match="runs past"):
+            parse_publish(Packet(PUBLISH, 0x2, body))
 
 
 def test_packets_arriving_a_byte_at_a_time_come_out_whole_and_in_order():
