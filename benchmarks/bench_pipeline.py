@@ -37,6 +37,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,13 @@ def _rss_mb(pid: int) -> float:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE / 2**20
 
 
+def _rss_parts_mb(pid: int) -> tuple[float, float]:
+    """(RssAnon, RssFile + RssShmem): heap the process wrote against pages mapped from files (chDB's library)."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    kib = {k: int(v.split()[0]) for k, v in fields.items() if k in ("RssAnon", "RssFile", "RssShmem")}
+    return kib["RssAnon"] / 1024, (kib["RssFile"] + kib["RssShmem"]) / 1024
+
+
 def _family(pid: int) -> list[int]:
     """A process and its children (the workers of `--workers N`)."""
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
@@ -74,6 +82,8 @@ class _Sampler:
     pid: int
     interval: float = 0.5
     rss: list[tuple[float, float]] = field(default_factory=list)
+    anon: list[float] = field(default_factory=list)
+    mapped: list[float] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _cpu: dict[int, float] = field(default_factory=dict)
 
@@ -91,7 +101,11 @@ class _Sampler:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                self.rss.append((time.monotonic() - self.t0, sum(_rss_mb(p) for p in _family(self.pid))))
+                family = _family(self.pid)
+                self.rss.append((time.monotonic() - self.t0, sum(_rss_mb(p) for p in family)))
+                parts = [_rss_parts_mb(p) for p in family]
+                self.anon.append(sum(a for a, _ in parts))
+                self.mapped.append(sum(m for _, m in parts))
                 self._cpu_total()
             except OSError:
                 return
@@ -106,6 +120,8 @@ class _Sampler:
             "cores": round(cpu / elapsed, 3),
             "rss_peak_mb": round(max(values), 1),
             "rss_end_mb": round(values[-1], 1),
+            "rss_anon_peak_mb": round(max(self.anon, default=0.0), 1),
+            "rss_file_peak_mb": round(max(self.mapped, default=0.0), 1),
         }
 
 
@@ -180,14 +196,65 @@ def _run_level(samples_per_s: int, args: argparse.Namespace, workdir: Path) -> d
     level.mkdir()
     with Mosquitto.running(level / "broker") as broker:
         port = free_port()
-        gw = GatewayProcess(broker.url, f"chdb://{level}/store", port, level / "gateway.log", *_gateway_args(args))
+        cage = (
+            _MemoryCage(args.memory_limit_mb, f"vi-bench-{os.getpid()}-{samples_per_s}")
+            if args.memory_limit_mb
+            else None
+        )
+        with cage.spawning() if cage else contextlib.nullcontext():
+            gw = GatewayProcess(broker.url, f"chdb://{level}/store", port, level / "gateway.log", *_gateway_args(args))
         try:
             ports = [port + k for k in range(args.workers)]
             for p in ports:
                 _wait_ready(p, gw)
-            return _measure(gw, ports, broker, vehicles, rate, args, level)
+            result = _measure(gw, ports, broker, vehicles, rate, args, level)
+            return {**result, **(cage.report() if cage else {})}
         finally:
             gw.stop()
+            if cage:
+                cage.remove()
+
+
+class _MemoryCage:
+    """A cgroup v1 memory controller group holding the gateway: a hard limit, as a container would set it.
+
+    Page cache the gateway touches (chDB's library, the store's files) is charged too and reclaimed
+    under the limit; anonymous memory cannot be, so a gateway that needs more is OOM-killed.
+    """
+
+    ROOT = Path("/sys/fs/cgroup/memory")
+
+    def __init__(self, limit_mb: int, name: str) -> None:
+        if not (self.ROOT / "cgroup.procs").exists():
+            raise SystemExit("--memory-limit-mb needs a writable cgroup v1 memory controller at /sys/fs/cgroup/memory")
+        self.path = self.ROOT / name
+        self.path.mkdir()
+        (self.path / "memory.limit_in_bytes").write_text(str(limit_mb * 2**20))
+
+    @contextlib.contextmanager
+    def spawning(self) -> Iterator[None]:
+        """Processes started inside this block are born in the group (charges do not move with a process)."""
+        home = next(
+            line.split(":", 2)[2] for line in Path("/proc/self/cgroup").read_text().splitlines() if ":memory:" in line
+        )
+        (self.path / "cgroup.procs").write_text(str(os.getpid()))
+        try:
+            yield
+        finally:
+            (self.ROOT / home.lstrip("/") / "cgroup.procs").write_text(str(os.getpid()))
+
+    def report(self) -> dict[str, object]:
+        oom = dict(line.split() for line in (self.path / "memory.oom_control").read_text().splitlines())
+        return {
+            "memory_limit_mb": int((self.path / "memory.limit_in_bytes").read_text()) // 2**20,
+            "memory_max_usage_mb": int((self.path / "memory.max_usage_in_bytes").read_text()) // 2**20,
+            "memory_limit_hits": int((self.path / "memory.failcnt").read_text()),
+            "oom_kills": int(oom.get("oom_kill", 0)),
+        }
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
 
 
 def _wait_ready(port: int, gw: GatewayProcess, timeout: float = 120.0) -> None:
@@ -271,6 +338,8 @@ def _measure(
         "gateway_cores": gateway["cores"],
         "gateway_rss_peak_mb": gateway["rss_peak_mb"],
         "gateway_rss_end_mb": gateway["rss_end_mb"],
+        "gateway_rss_anon_peak_mb": gateway["rss_anon_peak_mb"],
+        "gateway_rss_file_peak_mb": gateway["rss_file_peak_mb"],
         "loadgen_cores": load_cpu["cores"],
         "mosquitto_cores": broker_cpu["cores"],
         "acked_messages": truth["messages"],
@@ -448,10 +517,17 @@ def main() -> None:
     parser.add_argument("--keep-series", action="store_true", help="include the gateway RSS time series")
     parser.add_argument("--rss-plot", default=None, help="write a PNG of gateway RSS over time (one per load)")
     parser.add_argument("--profile", default=None, help="py-spy the gateway under load; write the per-stage table here")
+    parser.add_argument(
+        "--memory-limit-mb", type=int, default=0, help="run the gateway in a memory cgroup with this hard limit"
+    )
+    parser.add_argument("--keep", default=None, help="run in this (new) folder and keep it: gateway logs, stores")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     levels = []
-    with tempfile.TemporaryDirectory(prefix="vi-bench-pipeline-") as tmp:
+    with contextlib.ExitStack() as stack:
+        if args.keep:
+            Path(args.keep).mkdir(parents=True)
+        tmp = args.keep or stack.enter_context(tempfile.TemporaryDirectory(prefix="vi-bench-pipeline-"))
         for load in [int(x) for x in args.loads.split(",")]:
             result = _run_level(load, args, Path(tmp))
             levels.append(result)

@@ -19,6 +19,7 @@ from vehicle_ingest.cdp import Deliverer, Outbox, RunStore, sink_from_url
 from vehicle_ingest.errors import StoreError
 from vehicle_ingest.gateway.config import GatewayConfig
 from vehicle_ingest.gateway.ingest_loop import IngestHealth
+from vehicle_ingest.gateway.memory import release_heap, release_library_pages
 from vehicle_ingest.metrics import Metrics
 from vehicle_ingest.storage import Store
 from vehicle_ingest.tags import TagCycle
@@ -28,6 +29,7 @@ __all__ = ["Jobs"]
 log = logging.getLogger(__name__)
 
 _RELEASE_MEMORY_EVERY_S = 5.0
+_RELEASE_LIBRARY_PAGES_EVERY_S = 60.0
 Runner = RunStore
 
 
@@ -143,12 +145,19 @@ class Jobs:
     # -- memory ------------------------------------------------------------------
 
     async def release_memory_loop(self, health: IngestHealth) -> None:
-        """Hand the engine's freed pages back to the OS every few seconds after batches or reads: RSS stays flat.
+        """Hand freed pages back to the OS every few seconds after batches or reads: RSS stays flat.
+
+        The engine's (jemalloc, on the store thread) and then Python's and numpy's (glibc).
 
         A read that reached query_max_memory_bytes leaves that much in jemalloc's free lists otherwise.
+        Library pages not run lately are unmapped once a minute: they come back on their next use.
         """
+        libraries_released = time.monotonic()
         while not self._stopping.is_set():
             await self._sleep(_RELEASE_MEMORY_EVERY_S)
+            if time.monotonic() - libraries_released >= _RELEASE_LIBRARY_PAGES_EVERY_S:
+                libraries_released = time.monotonic()
+                release_library_pages()
             if not health.memory_used:
                 continue
             health.memory_used = False
@@ -156,3 +165,4 @@ class Jobs:
                 await self._run_store(self._store.release_memory)
             except StoreError as exc:
                 log.warning("could not release the store's free memory: %s", exc)
+            release_heap()

@@ -32,6 +32,7 @@ from vehicle_ingest.gateway.config_render import redact
 from vehicle_ingest.gateway.http import HttpLimits, HttpServer
 from vehicle_ingest.gateway.ingest_loop import EXIT_GAVE_UP, IngestHealth, IngestLoop
 from vehicle_ingest.gateway.jobs import Jobs
+from vehicle_ingest.gateway.memory import release_library_pages, tune_heap
 from vehicle_ingest.gateway.mqtt_source import MqttSettings, MqttSource
 from vehicle_ingest.gateway.receipt_sender import ReceiptSender
 from vehicle_ingest.gateway.routes import PUBLIC_ROUTES, Routes
@@ -246,6 +247,7 @@ def run_gateway(config: GatewayConfig) -> int:
 
         return run_workers(config)
     _raise_open_file_limit()
+    tune_heap()  # before the first batch: the thresholds decide where its arrays are allocated
     disable_created_metrics()  # no *_created series: Prometheus ignores them, dashboards trip over them
     _check_port_free(config.http_host, config.http_port)  # before a new store is created and migrated
     store = Store.open(config.store)
@@ -255,6 +257,7 @@ def run_gateway(config: GatewayConfig) -> int:
         log.info("applied migrations: %s", ", ".join(applied))
     if set_location_retention(store, config.location_retention_days, load_signal_catalog()):
         log.info("raw location now expires after %d days", config.location_retention_days)
+    release_library_pages()  # what start-up alone touched: most of chDB's and LLVM's libraries
     code = 0
 
     async def main() -> None:

@@ -44,6 +44,10 @@ _INSERT_SETTINGS = {
     "min_insert_block_size_rows": 100_000_000,
     "min_insert_block_size_bytes": 4_000_000_000,
 }
+# The embedded engine shares the gateway's two cores: one thread per insert stores as fast and
+# needs a third less transient memory (sorting and squashing per thread).
+_EMBEDDED_INSERT_SETTINGS = {**_INSERT_SETTINGS, "max_threads": 1}
+_EMBEDDED_INSERT_CLAUSE = ", ".join(f"{k} = {v}" for k, v in _EMBEDDED_INSERT_SETTINGS.items())
 
 
 # Bound identities, zipped in the engine. The cast: an array literal's element type is inferred from
@@ -419,10 +423,28 @@ class Store:
 
     def _insert_arrow(self, name: str, table: pa.Table) -> None:
         try:
-            self._client.insert_arrow(name, table.combine_chunks(), settings=_INSERT_SETTINGS)
+            if self.dsn.startswith("chdb://"):
+                self._insert_in_place(name, table.combine_chunks())
+            else:
+                self._client.insert_arrow(name, table.combine_chunks(), settings=_INSERT_SETTINGS)
         except Exception as exc:
             self._recycle()
             raise insert_error(name, exc) from exc
+
+    def _insert_in_place(self, target: str, table: pa.Table) -> None:
+        """The embedded engine reads the Arrow columns where they are, through chDB's `Python()`.
+
+        clickhouse-connect's `insert_arrow` on chDB writes the table as an Arrow file, copies it to
+        bytes, writes those to a temporary file and has the engine parse it back: three copies of
+        every batch and a file on disk. `Python(name)` resolves `name` among the calling thread's
+        frames, so the table is this frame's local; table and column names are ours, never input.
+        """
+        _vi_arrow_block = table
+        column_list = ", ".join(f"`{c}`" for c in table.schema.names)
+        self._client.command(
+            f"INSERT INTO {target} ({column_list}) SELECT {column_list} FROM Python(_vi_arrow_block)"
+            f" SETTINGS {_EMBEDDED_INSERT_CLAUSE}"
+        )
 
     # -- reporting --------------------------------------------------------
 
