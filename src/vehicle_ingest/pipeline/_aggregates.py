@@ -42,8 +42,10 @@ def aggregates_numba(
 ) -> tuple[LatestRows, DailyRows]:
     """The aggregate rows of the accepted messages' samples (catalog signals only)."""
     s = decoded.signals
-    rows = accepted[s.msg] & ids.known[s.signal_id]
-    msg, sig, ts, value = s.msg[rows], s.signal_id[rows], s.ts[rows], s.value[rows]
+    msg, sig, ts, value = s.msg, s.signal_id, s.ts, s.value
+    rows = accepted[msg] & ids.known[sig]
+    if not rows.all():  # usually every row is kept: no copies then
+        msg, sig, ts, value = msg[rows], sig[rows], ts[rows], value[rows]
     veh = vin_index[msg].astype(np.int64)
     best = _latest(_group(veh * 65536 + sig), ts)
     latest = LatestRows(vins, veh[best].astype(np.int32), sig[best], value[best], ts[best])
@@ -62,10 +64,18 @@ _FIBONACCI = np.uint64(11400714819323198485)  # 2^64 / golden ratio: spreads con
 
 @njit(cache=True, nogil=True)
 def _group(keys: np.ndarray) -> np.ndarray:
-    """Group number per row (0, 1, ... in order of first appearance) of equal keys: an open-addressing hash."""
+    """Group number per row (0, 1, ... in order of first appearance) of equal keys: an open-addressing hash.
+
+    A row with its predecessor's key skips the hash: a message carries each signal's samples in
+    one run, so most rows do, and the table is sized by the runs (cache-sized, not 32 MB).
+    """
     n = len(keys)
+    runs = 0
+    for i in range(n):
+        if i == 0 or keys[i] != keys[i - 1]:
+            runs += 1
     bits = 1
-    while (1 << bits) < 2 * n:
+    while (1 << bits) < 2 * runs:
         bits += 1
     mask = (1 << bits) - 1
     slot_key = np.empty(mask + 1, dtype=np.int64)
@@ -73,6 +83,9 @@ def _group(keys: np.ndarray) -> np.ndarray:
     group = np.empty(n, dtype=np.int64)
     groups = 0
     for i in range(n):
+        if i > 0 and keys[i] == keys[i - 1]:
+            group[i] = group[i - 1]
+            continue
         h = np.int64((np.uint64(keys[i]) * _FIBONACCI) >> np.uint64(64 - bits))
         while slot_group[h] >= 0 and slot_key[h] != keys[i]:
             h = (h + 1) & mask
