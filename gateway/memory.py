@@ -6,11 +6,11 @@ time a large block is freed, up to 32 MB: after the first batches, every batch's
 come from the heap arenas instead of fresh mappings, and the arenas keep the freed pages. At 1 M
 samples/s that held 140-210 MB of which 50-120 MB were in use (`mallinfo2`, issue 15).
 
-A fixed threshold keeps arrays of 1 MiB and up in mappings of their own, returned to the kernel
-when numpy frees them; `malloc_trim` hands back the free pages inside the arenas. Not lower:
-msgpack's `packb` allocates a 256 KiB buffer per call, and a mapping per receipt took 8 µs
-instead of 0.5 µs. Both functions are glibc's; on another C library they are missing and
-nothing changes.
+A fixed threshold keeps arrays of 256 KiB and up in mappings of their own, returned to the
+kernel when numpy frees them; `malloc_trim` hands back the free pages inside the arenas. A
+mapping costs a system call and page faults: code that allocates such a block per message must
+reuse it instead (msgpack's `packb` buffer, 256 KiB, took 8 µs per receipt instead of 0.5 µs).
+Both functions are glibc's; on another C library they are missing and nothing changes.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLD_BYTES = 1024 * 1024
+_MMAP_THRESHOLD_BYTES = 256 * 1024
 _TRIM_THRESHOLD_BYTES = 4 * 1024 * 1024
 
 

@@ -13,6 +13,7 @@ receipted again: receipts are idempotent, and a head unit that missed one just r
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,10 +62,18 @@ class Receipt:
         return any(a <= seq <= b for a, b in self.stored) or any(s == seq for s, _ in self.rejected)
 
 
+# One packer per thread, its buffer kept: `msgpack.packb` allocates a fresh 256 KiB buffer per
+# call, which the gateway's allocator settings (gateway/memory.py) give a mapping of its own.
+_PACKERS = threading.local()
+
+
 def encode_receipt(receipt: Receipt) -> bytes:
     stored = [[a, b] for a, b in receipt.stored]
     rejected = [[s, reason] for s, reason in receipt.rejected]
-    payload: bytes = msgpack.packb([FORMAT_VERSION, RECEIPT_KIND, receipt.vin, stored, rejected])
+    packer = getattr(_PACKERS, "packer", None)
+    if packer is None:
+        packer = _PACKERS.packer = msgpack.Packer()
+    payload: bytes = packer.pack([FORMAT_VERSION, RECEIPT_KIND, receipt.vin, stored, rejected])
     return payload
 
 
