@@ -69,6 +69,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_decode.py --json
 	$(BIN)/python benchmarks/bench_can.py --json
 	$(BIN)/python benchmarks/bench_tags.py --json
+	$(BIN)/python benchmarks/bench_aggregates.py --json
 	$(BIN)/python benchmarks/bench_query_isolation.py --json
 	$(MAKE) bench-pipeline
 

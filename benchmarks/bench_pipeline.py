@@ -485,7 +485,7 @@ def _plot_rss(levels: list[dict[str, object]], path: Path) -> None:
             [r for _, r in series],
             label=f"{lv['offered_samples_per_s']:,} samples/s offered",
         )  # type: ignore[union-attr,index]
-    ax.axhline(400, color="red", lw=0.8, ls=":", label="goal 400 MB")
+    ax.axhline(600, color="red", lw=0.8, ls=":", label="goal 600 MB (issue 15)")
     ax.set(xlabel="minutes", ylabel="gateway RSS (MB)", title="Gateway memory under sustained load", ylim=(0, None))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
