@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from vehicle_ingest.catalog import load_event_catalog, load_signal_catalog
+from vehicle_ingest.catalog import SignalCatalog, load_event_catalog, load_signal_catalog
 from vehicle_ingest.codec import decode_numba
 from vehicle_ingest.pipeline import CanRows, Decoded
 from vehicle_ingest.pipeline._aggregates import AggregateIds, aggregates_numba
@@ -23,17 +23,17 @@ from vehicle_ingest.simulators.load_fleet import LoadFleet, LoadSpec
 from vehicle_ingest.validate import TopicColumns
 
 
-def batch(messages: int) -> Decoded:
-    signals, events = load_signal_catalog(), load_event_catalog()
-    fleet = LoadFleet(LoadSpec(vehicles=messages, rate=messages / 5, duration_s=1), signals, events)
+def batch(messages: int, signals: SignalCatalog) -> Decoded:
+    fleet = LoadFleet(LoadSpec(vehicles=messages, rate=messages / 5, duration_s=1), signals, load_event_catalog())
     out = decode_numba([fleet.signal_message(v, 0).payload for v in range(messages)])
     topics = TopicColumns(np.zeros(messages, "S17"), np.zeros(messages, np.uint8))
     return Decoded(out.messages, topics, out.samples, out.events, CanRows.empty(), np.zeros(messages, bool), 0)
 
 
 def run(messages: int, repeat: int) -> dict[str, float | int]:
-    decoded = batch(messages)
-    ids = AggregateIds.of(load_signal_catalog())
+    signals = load_signal_catalog()
+    decoded = batch(messages, signals)
+    ids = AggregateIds.of(signals)
     vins = [f"BENCHAGG{v:09d}" for v in range(messages)]
     vin_index, accepted = np.arange(messages, dtype=np.int32), np.ones(messages, bool)
     aggregates_numba(decoded, vins, vin_index, accepted, ids)  # compile or load numba's cache

@@ -50,7 +50,6 @@ from vehicle_ingest.gateway.demo import GatewayProcess
 HZ, SIGNALS, PERIOD_S = 10.0, 10, 5.0
 SAMPLES_PER_MESSAGE = int(HZ * SIGNALS * PERIOD_S)
 _TICK = os.sysconf("SC_CLK_TCK")
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -58,12 +57,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK
 
 
-def _rss_mb(pid: int) -> float:
-    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * _PAGE / 2**20
-
-
 def _rss_parts_mb(pid: int) -> tuple[float, float]:
-    """(RssAnon, RssFile + RssShmem): heap the process wrote against pages mapped from files (chDB's library)."""
+    """(RssAnon, RssFile + RssShmem): heap the process wrote against pages mapped from files (chDB's
+    library). Their sum is the process's RSS (the kernel's VmRSS)."""
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     kib = {k: int(v.split()[0]) for k, v in fields.items() if k in ("RssAnon", "RssFile", "RssShmem")}
     return kib["RssAnon"] / 1024, (kib["RssFile"] + kib["RssShmem"]) / 1024
@@ -101,11 +97,10 @@ class _Sampler:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
-                family = _family(self.pid)
-                self.rss.append((time.monotonic() - self.t0, sum(_rss_mb(p) for p in family)))
-                parts = [_rss_parts_mb(p) for p in family]
+                parts = [_rss_parts_mb(p) for p in _family(self.pid)]
                 self.anon.append(sum(a for a, _ in parts))
                 self.mapped.append(sum(m for _, m in parts))
+                self.rss.append((time.monotonic() - self.t0, self.anon[-1] + self.mapped[-1]))
                 self._cpu_total()
             except OSError:
                 return

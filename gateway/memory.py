@@ -37,7 +37,10 @@ def _glibc() -> ctypes.CDLL | None:
     if name is None:
         return None
     libc = ctypes.CDLL(name)
-    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    if not (hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim")):
+        return None
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return libc
 
 
 _LIBC = _glibc()
@@ -98,10 +101,8 @@ def release_library_pages() -> int:
     except OSError:
         return 0
     before = _rss_file_bytes()
-    madvise = _LIBC.madvise
-    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     for start, end in _clean_library_mappings(smaps):
-        madvise(start, end - start, _MADV_DONTNEED)
+        _LIBC.madvise(start, end - start, _MADV_DONTNEED)
     return max(0, before - _rss_file_bytes())
 
 

@@ -190,7 +190,7 @@ def delete_rows(store: Store, target: ErasureTarget, *, dry_run: bool = False) -
 def _restart_cleanup(store: Store, tables: list[str]) -> None:
     """Embedded store: the cleanup task keeps the delay it was scheduled with when the process started
     (up to ~40 s) although 0007 set it to 1 s; restarting it runs it under the new delay now."""
-    if not store.dsn.startswith("chdb://"):
+    if not store.embedded:
         return  # a server removes replaced parts after old_parts_lifetime whatever we do (docs/SECURITY.md)
     for table in tables:
         store.command(f"SYSTEM STOP CLEANUP {table}")

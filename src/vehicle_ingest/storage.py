@@ -45,7 +45,8 @@ _INSERT_SETTINGS = {
     "min_insert_block_size_bytes": 4_000_000_000,
 }
 # The embedded engine shares the gateway's two cores: one thread per insert stores as fast and
-# needs a third less transient memory (sorting and squashing per thread).
+# needs a third less transient memory (sorting and squashing per thread). A SETTINGS clause, not
+# `command(settings=...)`: on chDB that reads system.settings, SETs and restores on every call.
 _EMBEDDED_INSERT_SETTINGS = {**_INSERT_SETTINGS, "max_threads": 1}
 _EMBEDDED_INSERT_CLAUSE = ", ".join(f"{k} = {v}" for k, v in _EMBEDDED_INSERT_SETTINGS.items())
 
@@ -192,6 +193,7 @@ class Store:
     def __init__(self, client: Any, dsn: str) -> None:
         self._client = client
         self.dsn = dsn
+        self.embedded = dsn.startswith("chdb://")  # the engine runs in this process (chDB)
         self._holding: set[str] = set()
 
     @classmethod
@@ -209,14 +211,14 @@ class Store:
 
     def _recycle(self) -> None:
         """After a failed query: chDB hands a failed query's leftover output to the next query on the handle."""
-        if not self.dsn.startswith("chdb://"):
+        if not self.embedded:
             return
         self._client.close()
         self._client = _connect(self.dsn)
 
     def release_memory(self) -> None:
         """Embedded engine: return freed allocator pages to the OS (its jemalloc keeps them otherwise)."""
-        if self.dsn.startswith("chdb://"):
+        if self.embedded:
             self.command("SYSTEM JEMALLOC PURGE")
 
     def close(self) -> None:
@@ -422,11 +424,12 @@ class Store:
             raise StoreError(f"insert into {table} failed: {exc}") from exc
 
     def _insert_arrow(self, name: str, table: pa.Table) -> None:
+        table = table.combine_chunks()
         try:
-            if self.dsn.startswith("chdb://"):
-                self._insert_in_place(name, table.combine_chunks())
+            if self.embedded:
+                self._insert_in_place(name, table)
             else:
-                self._client.insert_arrow(name, table.combine_chunks(), settings=_INSERT_SETTINGS)
+                self._client.insert_arrow(name, table, settings=_INSERT_SETTINGS)
         except Exception as exc:
             self._recycle()
             raise insert_error(name, exc) from exc
